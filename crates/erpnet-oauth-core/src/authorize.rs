@@ -1,0 +1,505 @@
+//! The one-shot login, as a typestate: [`AuthorizationRequest`] → [`PendingLogin`] → [`CodeExchange`] →
+//! [`TokenExchange`] → [`Login`]. Each step consumes the previous value, so a callback cannot be handled
+//! without the pending login it belongs to, and a code cannot be exchanged twice (catalogue C6).
+
+use crate::config::{AuthMethod, ClientConfig};
+use crate::encode::{parse_form, query_string};
+use crate::error::OAuthError;
+use crate::random::{RandomError, RandomSource, random_string};
+use crate::scope::Scopes;
+use crate::secret::{AuthorizationCode, IdToken, PkceVerifier, constant_time_eq};
+use crate::token::{TokenError, TokenSet, parse_token_response};
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+/// The `response_type` of the authorization request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ResponseType {
+    /// `code`: the authorization code flow (default).
+    #[default]
+    Code,
+    /// `code id_token`: the hybrid flow of the seed; needs a nonce (catalogue A4).
+    CodeIdToken,
+}
+
+impl ResponseType {
+    /// The parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseType::Code => "code",
+            ResponseType::CodeIdToken => "code id_token",
+        }
+    }
+}
+
+/// The `response_mode` of the authorization request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ResponseMode {
+    /// `query`: the callback's parameters in the redirect URI's query (the seed's callback).
+    Query,
+    /// `form_post`: the parameters POSTed as a form to the redirect URI.
+    FormPost,
+    /// `fragment`: in the URI fragment; a browser application must pass them on as a query string.
+    Fragment,
+}
+
+impl ResponseMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ResponseMode::Query => "query",
+            ResponseMode::FormPost => "form_post",
+            ResponseMode::Fragment => "fragment",
+        }
+    }
+}
+
+/// Errors while building the authorization request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No redirect URI was configured.
+    #[error("a login needs the redirect URI registered for the trusted application")]
+    MissingRedirectUri,
+    /// `code id_token` was asked for without a nonce (catalogue A4).
+    #[error("response_type `code id_token` requires a nonce")]
+    HybridWithoutNonce,
+    /// PKCE was turned off for a public client.
+    #[error("a public client (no secret) must use PKCE")]
+    PublicClientWithoutPkce,
+    /// An extra parameter would replace one the protocol sets.
+    #[error("the extra parameter `{0}` is set by the login itself and cannot be overridden")]
+    ReservedParameter(String),
+    /// A state or nonce given explicitly is empty.
+    #[error("an explicit {0} must not be empty")]
+    EmptyValue(&'static str),
+    /// The random source failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+/// A choice between a generated value (default) and one given by the caller.
+#[derive(Debug, Clone, Default)]
+enum Value {
+    #[default]
+    Generate,
+    Given(String),
+    Omit,
+}
+
+const RESERVED: &[&str] = &[
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "response_mode",
+    "prompt",
+];
+
+/// Builds the authorization request of a login (catalogue A).
+///
+/// Defaults: `response_type=code`, the seed's scopes `openid profile offline_access DomainApi`, a fresh
+/// state, a fresh nonce (when `openid` is asked for) and PKCE S256, all from 32 random bytes.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRequest {
+    response_type: ResponseType,
+    response_mode: Option<ResponseMode>,
+    scopes: String,
+    state: Value,
+    nonce: Value,
+    pkce: bool,
+    prompt: Option<String>,
+    extra: Vec<(String, String)>,
+}
+
+impl Default for AuthorizationRequest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AuthorizationRequest {
+    /// A request with the defaults above.
+    pub fn new() -> Self {
+        AuthorizationRequest {
+            response_type: ResponseType::Code,
+            response_mode: None,
+            scopes: "openid profile offline_access DomainApi".to_owned(),
+            state: Value::Generate,
+            nonce: Value::Generate,
+            pkce: true,
+            prompt: None,
+            extra: Vec::new(),
+        }
+    }
+
+    /// The response type.
+    pub fn response_type(mut self, rt: ResponseType) -> Self {
+        self.response_type = rt;
+        self
+    }
+
+    /// The response mode (omitted by default: the server's default for the response type).
+    pub fn response_mode(mut self, mode: ResponseMode) -> Self {
+        self.response_mode = Some(mode);
+        self
+    }
+
+    /// The scopes, space-separated, sent in the order given.
+    pub fn scope(mut self, scopes: &str) -> Self {
+        self.scopes = scopes.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+        self
+    }
+
+    /// An explicit state instead of a generated one. Only for reproducing a known exchange: a state must
+    /// be unguessable and single-use (catalogue A3).
+    pub fn state(mut self, state: &str) -> Self {
+        self.state = Value::Given(state.to_owned());
+        self
+    }
+
+    /// An explicit nonce instead of a generated one (same caution as [`Self::state`]).
+    pub fn nonce(mut self, nonce: &str) -> Self {
+        self.nonce = Value::Given(nonce.to_owned());
+        self
+    }
+
+    /// Sends no nonce. Refused when building a `code id_token` request (catalogue A4).
+    pub fn without_nonce(mut self) -> Self {
+        self.nonce = Value::Omit;
+        self
+    }
+
+    /// Turns PKCE off (only to reproduce the seed's request exactly; refused for public clients).
+    /// Confidential clients should keep it on.
+    pub fn without_pkce(mut self) -> Self {
+        self.pkce = false;
+        self
+    }
+
+    /// `prompt`, e.g. `login` to force the login form.
+    pub fn prompt(mut self, prompt: &str) -> Self {
+        self.prompt = Some(prompt.to_owned());
+        self
+    }
+
+    /// Another parameter, passed through as given (catalogue A5). Parameters the login sets itself are
+    /// refused when building.
+    pub fn extra(mut self, name: &str, value: &str) -> Self {
+        self.extra.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Builds the URL to send the browser to and the pending login that alone can handle its callback.
+    pub fn build(
+        self,
+        client: &ClientConfig,
+        rng: &mut dyn RandomSource,
+    ) -> Result<PendingLogin, BuildError> {
+        let redirect_uri = client.redirect_uri().ok_or(BuildError::MissingRedirectUri)?.to_owned();
+        if let Some((name, _)) = self.extra.iter().find(|(n, _)| RESERVED.contains(&n.as_str())) {
+            return Err(BuildError::ReservedParameter(name.clone()));
+        }
+        if !self.pkce && client.auth_method() == AuthMethod::None {
+            return Err(BuildError::PublicClientWithoutPkce);
+        }
+        let wants_openid = self.scopes.split(' ').any(|s| s == "openid");
+        let state = match self.state {
+            Value::Given(s) if s.is_empty() => return Err(BuildError::EmptyValue("state")),
+            Value::Given(s) => s,
+            Value::Generate | Value::Omit => random_string(rng)?,
+        };
+        let nonce = match self.nonce {
+            Value::Given(s) if s.is_empty() => return Err(BuildError::EmptyValue("nonce")),
+            Value::Given(s) => Some(s),
+            Value::Generate if wants_openid || self.response_type == ResponseType::CodeIdToken => {
+                Some(random_string(rng)?)
+            }
+            Value::Generate | Value::Omit => None,
+        };
+        if self.response_type == ResponseType::CodeIdToken && nonce.is_none() {
+            return Err(BuildError::HybridWithoutNonce);
+        }
+        let verifier = if self.pkce { Some(PkceVerifier::generate(rng)?) } else { None };
+        let challenge = verifier.as_ref().map(PkceVerifier::s256_challenge);
+
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("client_id", client.client_id()),
+            ("redirect_uri", &redirect_uri),
+            ("response_type", self.response_type.as_str()),
+            ("scope", &self.scopes),
+        ];
+        if let Some(n) = &nonce {
+            pairs.push(("nonce", n));
+        }
+        pairs.push(("state", &state));
+        if let Some(c) = &challenge {
+            pairs.push(("code_challenge", c));
+            pairs.push(("code_challenge_method", "S256"));
+        }
+        if let Some(m) = self.response_mode {
+            pairs.push(("response_mode", m.as_str()));
+        }
+        if let Some(p) = &self.prompt {
+            pairs.push(("prompt", p));
+        }
+        pairs.extend(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+
+        let mut url = client.endpoints().authorization.clone();
+        let existing = url.query().map(str::to_owned);
+        let query = query_string(pairs);
+        url.set_query(Some(&match existing {
+            Some(q) if !q.is_empty() => format!("{q}&{query}"),
+            _ => query,
+        }));
+        Ok(PendingLogin {
+            url: url.into(),
+            state,
+            nonce,
+            verifier,
+            redirect_uri,
+            response_type: self.response_type,
+            scopes: Scopes::parse(&self.scopes),
+        })
+    }
+}
+
+/// A login waiting for its callback. Holds the state, nonce and PKCE verifier, so it is as secret as a
+/// password until the login ends; it serializes (for web applications that keep it in a server-side
+/// session) and its `Debug` shows nothing secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    url: String,
+    state: String,
+    nonce: Option<String>,
+    verifier: Option<PkceVerifier>,
+    redirect_uri: String,
+    response_type: ResponseType,
+    scopes: Scopes,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLogin")
+            .field("redirect_uri", &self.redirect_uri)
+            .field("response_type", &self.response_type)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The callback as the redirect URI received it.
+#[derive(Debug, Clone, Copy)]
+pub enum Callback<'a> {
+    /// The query string of a GET to the redirect URI (with or without the leading `?`), as in the seed.
+    Query(&'a str),
+    /// The full URL the browser was redirected to.
+    Url(&'a str),
+    /// The `application/x-www-form-urlencoded` body of a `form_post` callback.
+    FormPost(&'a [u8]),
+}
+
+/// Why a callback was rejected. No token request is produced for a rejected callback.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallbackError {
+    /// The server (or the user) refused: `error=access_denied&error_description=...` (catalogue B3).
+    #[error("the authorization was refused: {0}")]
+    Authorization(OAuthError),
+    /// The callback's state is not the one sent (catalogue B1): possibly a forged callback.
+    #[error("the callback's state does not match the login's; the callback is not this login's")]
+    StateMismatch,
+    /// The callback has no state (catalogue B2).
+    #[error("the callback has no state")]
+    StateMissing,
+    /// `iss` names another issuer (catalogue B4, RFC 9207): a mix-up attack.
+    #[error("the callback's issuer `{found}` is not `{expected}`")]
+    IssuerMismatch {
+        /// The issuer expected.
+        expected: String,
+        /// The issuer received.
+        found: String,
+    },
+    /// `iss` is missing although the server advertises it (catalogue B4).
+    #[error("the callback has no `iss` although the server advertises RFC 9207 issuer identification")]
+    IssuerMissing,
+    /// A parameter is repeated (catalogue B5).
+    #[error("the callback repeats the parameter `{0}`")]
+    Repeated(String),
+    /// Neither `code` nor `error` (catalogue B5).
+    #[error("the callback has neither `code` nor `error`")]
+    NoCodeOrError,
+    /// The callback URL could not be read.
+    #[error("the callback URL is malformed: {0}")]
+    MalformedUrl(String),
+}
+
+impl PendingLogin {
+    /// The URL to send the user's browser to.
+    pub fn authorize_url(&self) -> &str {
+        &self.url
+    }
+
+    /// The state sent; web applications may key their server-side sessions by it.
+    pub fn state(&self) -> &str {
+        &self.state
+    }
+
+    /// The nonce sent, if any.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+
+    /// The scopes asked for.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
+    /// The response type asked for.
+    pub fn response_type(&self) -> ResponseType {
+        self.response_type
+    }
+
+    /// Checks the callback (catalogue B): no repeated parameter, the state, then `iss`, then `error` or
+    /// `code`. Consumes the pending login either way: a callback is handled once.
+    pub fn handle_callback(
+        self,
+        client: &ClientConfig,
+        callback: Callback<'_>,
+    ) -> Result<CodeExchange, CallbackError> {
+        let params = match callback {
+            Callback::Query(q) => parse_form(q.strip_prefix('?').unwrap_or(q).as_bytes()),
+            Callback::FormPost(body) => parse_form(body),
+            Callback::Url(u) => {
+                let url = url::Url::parse(u).map_err(|e| CallbackError::MalformedUrl(e.to_string()))?;
+                parse_form(url.query().unwrap_or("").as_bytes())
+            }
+        };
+        let mut seen: Vec<&str> = Vec::with_capacity(params.len());
+        for (k, _) in &params {
+            if seen.contains(&k.as_str()) {
+                return Err(CallbackError::Repeated(k.clone()));
+            }
+            seen.push(k);
+        }
+        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        match get("state") {
+            None => return Err(CallbackError::StateMissing),
+            Some(s) if !constant_time_eq(s.as_bytes(), self.state.as_bytes()) => {
+                return Err(CallbackError::StateMismatch);
+            }
+            Some(_) => {}
+        }
+        match get("iss") {
+            Some(iss) if iss != client.issuer() => {
+                return Err(CallbackError::IssuerMismatch {
+                    expected: client.issuer().to_owned(),
+                    found: crate::error::excerpt(iss, 200),
+                });
+            }
+            None if client.iss_parameter_supported() => return Err(CallbackError::IssuerMissing),
+            _ => {}
+        }
+        if let Some(error) = get("error") {
+            return Err(CallbackError::Authorization(OAuthError {
+                error: error.to_owned(),
+                description: get("error_description").map(str::to_owned),
+                uri: get("error_uri").map(str::to_owned),
+            }));
+        }
+        let code = match get("code") {
+            Some(c) if !c.is_empty() => AuthorizationCode::new(c),
+            _ => return Err(CallbackError::NoCodeOrError),
+        };
+        Ok(CodeExchange {
+            code,
+            front_channel_id_token: get("id_token").map(IdToken::new),
+            verifier: self.verifier,
+            redirect_uri: self.redirect_uri,
+            nonce: self.nonce,
+            scopes: self.scopes,
+        })
+    }
+}
+
+/// An authorization code ready to be exchanged, once.
+#[derive(Debug)]
+pub struct CodeExchange {
+    code: AuthorizationCode,
+    front_channel_id_token: Option<IdToken>,
+    verifier: Option<PkceVerifier>,
+    redirect_uri: String,
+    nonce: Option<String>,
+    scopes: Scopes,
+}
+
+impl CodeExchange {
+    /// The ID token that came with the callback in the hybrid flow, if any. It must be validated
+    /// (signature, `c_hash`, nonce) before the code is exchanged (catalogue B7).
+    pub fn front_channel_id_token(&self) -> Option<&IdToken> {
+        self.front_channel_id_token.as_ref()
+    }
+
+    /// The code, for checking a front-channel ID token's `c_hash`.
+    pub fn code(&self) -> &AuthorizationCode {
+        &self.code
+    }
+
+    /// The nonce the login sent.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+
+    /// The token request (catalogue C1): `grant_type=authorization_code`, the code, the redirect URI
+    /// byte-identical to the authorization request's, the PKCE verifier, and the client's authentication.
+    /// Consumes the exchange: the code cannot be sent twice, even after a failure (catalogue C6).
+    pub fn into_request(self, client: &ClientConfig) -> (http::Request<Vec<u8>>, TokenExchange) {
+        let mut params = vec![
+            ("grant_type", "authorization_code"),
+            ("code", self.code.secret()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+        ];
+        if let Some(v) = &self.verifier {
+            params.push(("code_verifier", v.secret()));
+        }
+        let request = client.form_post(&client.token_uri(), &params);
+        (request, TokenExchange { nonce: self.nonce, scopes: self.scopes })
+    }
+}
+
+/// A code exchange whose request went out, waiting for its response.
+#[derive(Debug)]
+pub struct TokenExchange {
+    nonce: Option<String>,
+    scopes: Scopes,
+}
+
+impl TokenExchange {
+    /// Parses the token response received at `now` (catalogue C2-C4).
+    pub fn handle_response<B: AsRef<[u8]>>(
+        self,
+        response: &http::Response<B>,
+        now: SystemTime,
+    ) -> Result<Login, TokenError> {
+        let tokens = parse_token_response(response, now, &self.scopes)?;
+        if self.scopes.contains("openid") && tokens.id_token.is_none() {
+            return Err(TokenError::MissingIdToken);
+        }
+        Ok(Login { tokens, nonce: self.nonce })
+    }
+}
+
+/// A finished login: the tokens, and the nonce the ID token must carry.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Login {
+    /// The tokens. Store them before using them.
+    pub tokens: TokenSet,
+    /// The nonce sent with the authorization request.
+    pub nonce: Option<String>,
+}

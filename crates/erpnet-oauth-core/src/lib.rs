@@ -1,0 +1,120 @@
+//! The ERP.net OAuth 2.0 / OpenID Connect client protocol, as data.
+//!
+//! **This crate does no I/O.** It opens no socket and no file, starts no thread, never reads a clock
+//! (the time is always a `now` parameter) and never reads the OS random source (random bytes come through
+//! [`RandomSource`]). For the same inputs it produces the same outputs. It turns the flow into
+//! [`http::Request`]s for an adapter to send, and parses the [`http::Response`]s the adapter brings back.
+//! The adapters (`erpnet-oauth-ureq`, `erpnet-oauth-async`) own the sockets, the clock, the random source
+//! and the token store.
+//!
+//! # In scope
+//! - Client configuration with ERP.net's defaults (issuer `{instance}/id`, `/id/connect/...` endpoints),
+//!   confidential and public clients, `client_secret_post` (ERP.net's way) and `client_secret_basic`.
+//! - The login as a typestate ([`AuthorizationRequest`] → [`PendingLogin`] → [`CodeExchange`] →
+//!   [`TokenExchange`] → [`Login`]): PKCE S256, state, nonce, `code` and `code id_token`, `query` and
+//!   `form_post` callbacks, RFC 9207 `iss`.
+//! - Token requests for `authorization_code`, `refresh_token` and `client_credentials`, and strict parsing
+//!   of their answers into a [`TokenSet`].
+//! - The [`TokenManager`]: when to refresh, one refresh at a time, rotation, `invalid_grant`, 401 → one
+//!   refresh and one retry.
+//! - Typed errors for every phase, `WWW-Authenticate` parsing, ERP.net's Domain API error bodies,
+//!   `Retry-After`.
+//!
+//! # Out of scope
+//! - Sending anything, storing anything, waiting for anything: the adapters do that.
+//! - Reading access tokens: they are opaque to the client (catalogue C7).
+//!
+//! # The whole flow
+//!
+//! ```
+//! use erpnet_oauth_core::*;
+//! use std::time::{Duration, UNIX_EPOCH};
+//!
+//! let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first")
+//!     .client_secret(ClientSecret::new("my-secret"))
+//!     .redirect_uri("http://localhost/signin-callback")
+//!     .build()?;
+//! let now = UNIX_EPOCH + Duration::from_secs(1_655_057_724);
+//!
+//! // 1. Send the browser to the authorize URL.
+//! let mut rng = SeededRandom::new(1); // adapters use the OS random source
+//! let pending = AuthorizationRequest::new().build(&client, &mut rng)?;
+//! assert!(pending.authorize_url().starts_with(
+//!     "https://demodb.my.erp.net/id/connect/authorize?client_id=my.trusted.app%2Ffirst&"));
+//!
+//! // 2. The browser comes back to the redirect URI with the code and the state.
+//! let callback = format!("code=g0ZGZmNjVmOWI&state={}", pending.state());
+//! let exchange = pending.handle_callback(&client, Callback::Query(&callback))?;
+//!
+//! // 3. Exchange the code: the request goes out once; its answer is parsed.
+//! let (request, waiting) = exchange.into_request(&client);
+//! assert_eq!(request.uri(), "https://demodb.my.erp.net/id/connect/token");
+//! let answer = http::Response::new(br#"{"access_token":"at1","token_type":"Bearer","expires_in":3600,
+//!     "refresh_token":"rt1","id_token":"h.p.s","scope":"openid profile DomainApi offline_access"}"#.to_vec());
+//! let login = waiting.handle_response(&answer, now)?;
+//!
+//! // 4. The manager keeps the tokens usable: bearer on each call, refresh when needed.
+//! let mut manager = TokenManager::new(client, Some(login.tokens), ManagerOptions::default());
+//! let mut call = manager.begin_call();
+//! let mut api = http::Request::get("https://demodb.my.erp.net/api/domain/odata/Crm_Customers?$top=10")
+//!     .body(())?;
+//! assert!(matches!(manager.authorize(&mut call, &mut api, now), Access::Ready(())));
+//! assert_eq!(api.headers()["authorization"], "Bearer at1");
+//!
+//! // An hour later the API answers 401: one refresh, then one retry.
+//! let later = now + Duration::from_secs(3600);
+//! let unauthorized = http::Response::builder().status(401)
+//!     .header("www-authenticate", r#"Bearer error="invalid_token""#).body(Vec::new())?;
+//! assert_eq!(manager.handle_api_response(&mut call, &unauthorized), ApiOutcome::Retry);
+//! assert!(matches!(manager.authorize(&mut call, &mut api, later), Access::Wait));
+//! let Some(Output::Refresh { id, request }) = manager.poll_output() else { unreachable!() };
+//! assert_eq!(request.body(), b"client_id=my.trusted.app%2Ffirst&client_secret=my-secret&grant_type=refresh_token&refresh_token=rt1");
+//! let renewed = http::Response::new(br#"{"access_token":"at2","token_type":"Bearer","expires_in":3600,
+//!     "refresh_token":"rt2"}"#.to_vec());
+//! manager.handle_refresh_response(id, &renewed, later);
+//! // The rotated refresh token is stored before it is used.
+//! let Some(Output::Persist { id, tokens }) = manager.poll_output() else { unreachable!() };
+//! assert_eq!(tokens.refresh_token.as_ref().map(|t| t.secret()), Some("rt2"));
+//! manager.handle_persisted(id, Ok(()), later);
+//! assert!(matches!(manager.authorize(&mut call, &mut api, later), Access::Ready(())));
+//! assert_eq!(api.headers()["authorization"], "Bearer at2");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+pub mod api;
+pub mod authorize;
+pub mod challenge;
+pub mod config;
+mod encode;
+pub mod error;
+pub mod id_token;
+pub mod manager;
+mod pkce;
+pub mod random;
+pub mod scope;
+pub mod secret;
+pub mod token;
+
+pub use api::{ApiError, DomainApiError, RetryAfter, check_api_response};
+pub use authorize::{
+    AuthorizationRequest, BuildError, Callback, CallbackError, CodeExchange, Login, PendingLogin,
+    ResponseMode, ResponseType, TokenExchange,
+};
+pub use challenge::{BearerChallenge, Challenge, bearer_challenge, parse_challenges};
+pub use config::{AuthMethod, ClientConfig, ClientConfigBuilder, ConfigError, Endpoints, is_loopback};
+pub use error::OAuthError;
+pub use manager::{
+    Access, ApiCall, ApiOutcome, LoginRequired, ManagerOptions, Output, RefreshError, RefreshId, Reloaded,
+    Renewal, TokenManager,
+};
+pub use random::{RandomError, RandomSource, SeededRandom};
+pub use scope::Scopes;
+pub use secret::{
+    AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,
+};
+pub use token::{Grant, TokenError, TokenSet, parse_token_response};
+
+pub use http;

@@ -1,0 +1,466 @@
+//! Token endpoint requests (`authorization_code`, `refresh_token`, `client_credentials`) and the parsing of
+//! their responses into a [`TokenSet`].
+
+use crate::config::{AuthMethod, ClientConfig};
+use crate::error::{OAuthError, excerpt};
+use crate::id_token::UnverifiedClaims;
+use crate::scope::Scopes;
+use crate::secret::{AccessToken, IdToken, RefreshToken};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What went wrong at the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The server answered with an RFC 6749 §5.2 error.
+    #[error("the token endpoint answered {status} {error}")]
+    OAuth {
+        /// The HTTP status.
+        status: u16,
+        /// The error.
+        error: OAuthError,
+    },
+    /// The server answered with an error status and a body that is not an OAuth error (HTML, empty...).
+    #[error(
+        "the token endpoint answered HTTP {status} ({content_type}, {length} bytes) without an OAuth error"
+    )]
+    Http {
+        /// The HTTP status.
+        status: u16,
+        /// The Content-Type, or `no content type`.
+        content_type: String,
+        /// The body's length.
+        length: usize,
+    },
+    /// The token endpoint answered with a redirect; it is not followed (catalogue C5).
+    #[error(
+        "the token endpoint answered with a redirect (HTTP {status}); credentials are never re-sent to it"
+    )]
+    Redirect {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A success status with a body that is not a token response.
+    #[error("the token response is malformed: {reason}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+    },
+    /// `token_type` is not `Bearer`.
+    #[error("the token type `{0}` is not supported (only Bearer is)")]
+    UnsupportedTokenType(String),
+    /// `expires_in` is not a positive whole number of seconds.
+    #[error("expires_in must be a positive number of seconds, got {0}")]
+    InvalidExpiresIn(String),
+    /// `openid` was requested but no `id_token` came back (catalogue C3).
+    #[error("the scope `openid` was requested but the token response has no id_token")]
+    MissingIdToken,
+    /// The ID token could not be read.
+    #[error("the ID token is malformed: {0}")]
+    MalformedIdToken(String),
+    /// A refreshed ID token names another issuer, subject or audience than the original (catalogue E4).
+    #[error("the refreshed ID token changed its `{claim}` claim")]
+    IdTokenChanged {
+        /// The claim that changed.
+        claim: &'static str,
+    },
+}
+
+impl TokenError {
+    /// Whether the server rejected the grant (`invalid_grant`): the refresh token or code is dead and
+    /// the user must log in again.
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, TokenError::OAuth { error, .. } if error.is("invalid_grant"))
+    }
+
+    /// Whether trying again later may succeed: 5xx and 429 answers.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            TokenError::OAuth { status, error } => {
+                *status >= 500 || *status == 429 || error.is("temporarily_unavailable")
+            }
+            TokenError::Http { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// The tokens of one login: what a store keeps.
+///
+/// `Debug` shows no token (the token newtypes redact themselves). Serialization writes the real values,
+/// for stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    /// The access token (opaque).
+    pub access_token: AccessToken,
+    /// When the access token expires, from `expires_in` and the `now` given; `None` when unknown.
+    #[serde(with = "unix_time_opt", default)]
+    pub expires_at: Option<SystemTime>,
+    /// The refresh token, when one was issued (needs `offline_access`).
+    #[serde(default)]
+    pub refresh_token: Option<RefreshToken>,
+    /// The latest ID token.
+    #[serde(default)]
+    pub id_token: Option<IdToken>,
+    /// The granted scopes.
+    #[serde(default)]
+    pub scopes: Scopes,
+}
+
+impl TokenSet {
+    /// Whether the access token is still good at `now` with `skew` to spare. Unknown expiry counts as
+    /// good: the API's 401 will say otherwise.
+    pub fn is_fresh(&self, now: SystemTime, skew: Duration) -> bool {
+        match self.expires_at {
+            None => true,
+            Some(at) => now.checked_add(skew).is_some_and(|t| t < at),
+        }
+    }
+
+    /// The tokens after a refresh answered with `new`: a rotated refresh token replaces the old one
+    /// (catalogue E2), none keeps the old (E3); a new ID token must keep `iss`, `sub` and `aud` (E4),
+    /// none keeps the old one.
+    pub fn refreshed(&self, mut new: TokenSet) -> Result<TokenSet, TokenError> {
+        if new.refresh_token.is_none() {
+            new.refresh_token = self.refresh_token.clone();
+        }
+        match (&self.id_token, &new.id_token) {
+            (Some(old), Some(fresh)) => {
+                let old =
+                    UnverifiedClaims::decode(old).map_err(|e| TokenError::MalformedIdToken(e.to_string()))?;
+                let fresh = UnverifiedClaims::decode(fresh)
+                    .map_err(|e| TokenError::MalformedIdToken(e.to_string()))?;
+                for (claim, a, b) in [
+                    ("iss", &old.value["iss"], &fresh.value["iss"]),
+                    ("sub", &old.value["sub"], &fresh.value["sub"]),
+                    ("aud", &old.value["aud"], &fresh.value["aud"]),
+                ] {
+                    if a != b {
+                        return Err(TokenError::IdTokenChanged { claim });
+                    }
+                }
+            }
+            (Some(_), None) => new.id_token = self.id_token.clone(),
+            _ => {}
+        }
+        Ok(new)
+    }
+}
+
+/// A token request to build: the grant and its parameters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Grant<'a> {
+    /// `grant_type=refresh_token` (catalogue E1): no scope, so the original grant is kept.
+    RefreshToken(&'a RefreshToken),
+    /// `grant_type=client_credentials` for ERP.net service applications (catalogue I1).
+    ClientCredentials {
+        /// The scopes to ask for; empty omits the parameter.
+        scopes: &'a Scopes,
+    },
+}
+
+impl ClientConfig {
+    /// The token request for `grant`, with this client's authentication.
+    pub fn token_request(&self, grant: Grant<'_>) -> http::Request<Vec<u8>> {
+        match grant {
+            Grant::RefreshToken(rt) => self.form_post(
+                &self.token_uri(),
+                &[("grant_type", "refresh_token"), ("refresh_token", rt.secret())],
+            ),
+            Grant::ClientCredentials { scopes } => {
+                let scope = scopes.to_string();
+                let mut params = vec![("grant_type", "client_credentials")];
+                if !scope.is_empty() {
+                    params.push(("scope", &scope));
+                }
+                self.form_post(&self.token_uri(), &params)
+            }
+        }
+    }
+
+    /// A form POST to `uri` carrying this client's authentication then `params`, in that order (the seed's
+    /// order: `client_id`, `client_secret`, `grant_type`, ...).
+    pub(crate) fn form_post(&self, uri: &http::Uri, params: &[(&str, &str)]) -> http::Request<Vec<u8>> {
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(params.len() + 2);
+        let mut basic = None;
+        match (self.auth_method, &self.secret) {
+            (AuthMethod::ClientSecretBasic, Some(secret)) => {
+                basic = Some(basic_credentials(&self.client_id, secret.secret()));
+            }
+            (AuthMethod::ClientSecretPost, Some(secret)) => {
+                fields.push(("client_id", &self.client_id));
+                fields.push(("client_secret", secret.secret()));
+            }
+            _ => fields.push(("client_id", &self.client_id)),
+        }
+        fields.extend_from_slice(params);
+        let mut req = http::Request::new(crate::encode::form_body(fields));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = uri.clone();
+        let headers = req.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+        if let Some(value) = basic {
+            headers.insert(http::header::AUTHORIZATION, value);
+        }
+        req
+    }
+}
+
+/// `Authorization: Basic` with RFC 6749 §2.3.1's form-encoding of id and secret before base64.
+fn basic_credentials(id: &str, secret: &str) -> http::HeaderValue {
+    use base64::Engine as _;
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let raw = format!("{}:{}", enc(id), enc(secret));
+    let value = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw));
+    // Base64 output is always a valid header value.
+    let mut v =
+        http::HeaderValue::from_str(&value).unwrap_or_else(|_| http::HeaderValue::from_static("Basic"));
+    v.set_sensitive(true);
+    v
+}
+
+#[derive(Deserialize)]
+struct RawTokenResponse {
+    access_token: Option<serde_json::Value>,
+    token_type: Option<serde_json::Value>,
+    expires_in: Option<serde_json::Value>,
+    refresh_token: Option<serde_json::Value>,
+    id_token: Option<serde_json::Value>,
+    scope: Option<serde_json::Value>,
+}
+
+/// Parses a token endpoint response (success or error) received at `now`. `requested` is what the
+/// request asked for, used when the response has no `scope` (RFC 6749 §5.1).
+pub fn parse_token_response<B: AsRef<[u8]>>(
+    response: &http::Response<B>,
+    now: SystemTime,
+    requested: &Scopes,
+) -> Result<TokenSet, TokenError> {
+    let status = response.status();
+    let body = response.body().as_ref();
+    if status.is_redirection() {
+        return Err(TokenError::Redirect { status: status.as_u16() });
+    }
+    if !status.is_success() {
+        return Err(error_response(status.as_u16(), response.headers(), body));
+    }
+    let raw: RawTokenResponse = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v @ serde_json::Value::Object(_)) => {
+            serde_json::from_value(v).map_err(|e| TokenError::Malformed { reason: e.to_string() })?
+        }
+        Ok(other) => {
+            return Err(TokenError::Malformed {
+                reason: format!("expected a JSON object, got {}", json_kind(&other)),
+            });
+        }
+        Err(e) => return Err(TokenError::Malformed { reason: format!("not JSON ({e})") }),
+    };
+    let access_token = required_string(raw.access_token, "access_token")?;
+    let token_type = required_string(raw.token_type, "token_type")?;
+    if !token_type.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::UnsupportedTokenType(excerpt(&token_type, 40)));
+    }
+    let expires_at = match raw.expires_in {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => {
+            let secs = parse_expires_in(&v)?;
+            Some(
+                now.checked_add(Duration::from_secs(secs))
+                    .ok_or_else(|| TokenError::InvalidExpiresIn(secs.to_string()))?,
+            )
+        }
+    };
+    let refresh_token = optional_string(raw.refresh_token, "refresh_token")?.map(RefreshToken::new);
+    let id_token = optional_string(raw.id_token, "id_token")?.map(IdToken::new);
+    let scopes = match optional_string(raw.scope, "scope")? {
+        Some(s) => Scopes::parse(&s),
+        None => requested.clone(),
+    };
+    Ok(TokenSet { access_token: AccessToken::new(access_token), expires_at, refresh_token, id_token, scopes })
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+fn required_string(v: Option<serde_json::Value>, field: &str) -> Result<String, TokenError> {
+    match optional_string(v, field)? {
+        Some(s) if !s.is_empty() => Ok(s),
+        Some(_) => Err(TokenError::Malformed { reason: format!("`{field}` is empty") }),
+        None => Err(TokenError::Malformed { reason: format!("`{field}` is missing") }),
+    }
+}
+
+fn optional_string(v: Option<serde_json::Value>, field: &str) -> Result<Option<String>, TokenError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(other) => {
+            Err(TokenError::Malformed { reason: format!("`{field}` is {}, not a string", json_kind(&other)) })
+        }
+    }
+}
+
+/// `expires_in`: a positive whole number, or a string of digits (seen in the wild: `"3600"`).
+fn parse_expires_in(v: &serde_json::Value) -> Result<u64, TokenError> {
+    let secs = match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok()
+        }
+        _ => None,
+    };
+    match secs {
+        Some(s) if s > 0 => Ok(s),
+        _ => Err(TokenError::InvalidExpiresIn(excerpt(&v.to_string(), 40))),
+    }
+}
+
+/// An error answer from the token (or revocation) endpoint: a §5.2 JSON error when there is one,
+/// else the bare HTTP status.
+pub(crate) fn error_response(status: u16, headers: &http::HeaderMap, body: &[u8]) -> TokenError {
+    match parse_oauth_error(body) {
+        Some(error) => TokenError::OAuth { status, error },
+        None => TokenError::Http {
+            status,
+            content_type: headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| excerpt(s, 60))
+                .unwrap_or_else(|| "no content type".to_owned()),
+            length: body.len(),
+        },
+    }
+}
+
+/// Reads an RFC 6749 §5.2 JSON error body, if that is what `body` is.
+pub(crate) fn parse_oauth_error(body: &[u8]) -> Option<OAuthError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        error: String,
+        error_description: Option<String>,
+        error_uri: Option<String>,
+    }
+    let raw: Raw = serde_json::from_slice(body).ok()?;
+    Some(OAuthError { error: raw.error, description: raw.error_description, uri: raw.error_uri })
+}
+
+/// `Option<SystemTime>` as whole Unix seconds in stores.
+mod unix_time_opt {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        let secs: Option<u64> = Option::deserialize(d)?;
+        Ok(secs.and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> http::Response<Vec<u8>> {
+        let mut r = http::Response::new(body.as_bytes().to_vec());
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        r
+    }
+
+    const NOW: u64 = 1_655_057_724;
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(NOW)
+    }
+
+    #[test]
+    fn seed_response() {
+        let body = r#"{"access_token":"a.b.c","expires_in":3600,"token_type":"Bearer","refresh_token":"r","scope":"openid profile DomainApi offline_access","id_token":"x.y.z"}"#;
+        let t = parse_token_response(&resp(200, body), now(), &Scopes::default()).unwrap();
+        assert_eq!(t.expires_at, Some(now() + Duration::from_secs(3600)));
+        assert_eq!(t.scopes, Scopes::erpnet_default());
+        assert_eq!(t.refresh_token, Some(RefreshToken::new("r")));
+    }
+
+    #[test]
+    fn expires_in_forms() {
+        let p = |e: &str| {
+            parse_token_response(
+                &resp(200, &format!(r#"{{"access_token":"a","token_type":"bearer"{e}}}"#)),
+                now(),
+                &Scopes::default(),
+            )
+        };
+        assert_eq!(p("").unwrap().expires_at, None);
+        assert!(p(r#","expires_in":"3600""#).unwrap().expires_at.is_some());
+        for bad in ["0", "-5", "\"soon\"", "1.5", "\"\"", "true"] {
+            assert!(
+                matches!(p(&format!(r#","expires_in":{bad}"#)), Err(TokenError::InvalidExpiresIn(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(p(r#","expires_in":18446744073709551615"#), Err(TokenError::InvalidExpiresIn(_))));
+    }
+
+    #[test]
+    fn errors() {
+        let e = parse_token_response(
+            &resp(400, r#"{"error":"invalid_grant","error_description":"gone"}"#),
+            now(),
+            &Scopes::default(),
+        )
+        .unwrap_err();
+        assert!(e.is_invalid_grant());
+        assert!(!e.is_retryable());
+        let e = parse_token_response(&resp(503, "<html>"), now(), &Scopes::default()).unwrap_err();
+        assert!(matches!(e, TokenError::Http { status: 503, length: 6, .. }));
+        assert!(e.is_retryable());
+        for body in ["{\"", "null", "[]", "<html></html>", ""] {
+            assert!(matches!(
+                parse_token_response(&resp(200, body), now(), &Scopes::default()),
+                Err(TokenError::Malformed { .. })
+            ));
+        }
+        assert!(matches!(
+            parse_token_response(&resp(302, ""), now(), &Scopes::default()),
+            Err(TokenError::Redirect { status: 302 })
+        ));
+    }
+
+    #[test]
+    fn token_set_serializes_for_stores() {
+        let t = TokenSet {
+            access_token: AccessToken::new("at"),
+            expires_at: Some(now()),
+            refresh_token: Some(RefreshToken::new("rt")),
+            id_token: None,
+            scopes: Scopes::parse("openid DomainApi"),
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert_eq!(
+            json,
+            r#"{"access_token":"at","expires_at":1655057724,"refresh_token":"rt","id_token":null,"scopes":"DomainApi openid"}"#
+        );
+        assert_eq!(serde_json::from_str::<TokenSet>(&json).unwrap(), t);
+        assert!(!format!("{t:?}").contains("\"at\""));
+    }
+}
