@@ -16,6 +16,8 @@ fn code(agent: &ureq::Agent, mock: &MockErpNet) -> String {
     login(agent, mock, &seed_authorize_url(mock))["code"].clone()
 }
 
+type Pairs<'a> = Vec<(&'a str, &'a str)>;
+
 fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
 }
@@ -77,7 +79,7 @@ fn client_authentication_failures() {
     let url = token_url(&mock);
     let cc = ("grant_type", "client_credentials");
     let service_basic = basic(DEMO_SERVICE_CLIENT_ID, DEMO_CLIENT_SECRET);
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<(Pairs<'_>, Pairs<'_>, u16, &str)> = vec![
         (vec![], vec![cc], 401, "invalid_client"),
         (vec![], vec![cc, ("client_id", "nobody"), ("client_secret", "x")], 401, "invalid_client"),
         (
