@@ -1,7 +1,12 @@
 //! Client configuration: the instance, its endpoints, the trusted application and how it authenticates.
 
+use crate::jwks::SigningAlg;
 use crate::secret::ClientSecret;
+use std::time::Duration;
 use url::Url;
+
+/// The clock skew allowed by default when checking an ID token's `exp`, `iat` and `nbf`: 60 s.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// Errors in the configuration, found before anything is sent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +48,23 @@ pub enum ConfigError {
     /// A public client (no secret) was configured with a secret-based authentication method.
     #[error("client authentication {0:?} needs a client secret, and none was given")]
     MissingSecret(AuthMethod),
+    /// A request needs an endpoint that the configuration does not have (e.g. a provider whose
+    /// discovery document lists no revocation endpoint).
+    #[error("{what} is not configured")]
+    NoEndpoint {
+        /// Which endpoint.
+        what: &'static str,
+    },
+    /// A token given to build a request cannot be carried in an HTTP header (control characters,
+    /// non-ASCII).
+    #[error("the {what} has characters an HTTP header cannot carry")]
+    InvalidToken {
+        /// Which token.
+        what: &'static str,
+    },
+    /// No ID token signing algorithm is accepted.
+    #[error("at least one ID token signing algorithm must be accepted")]
+    NoSigningAlgorithm,
 }
 
 /// How the client authenticates at the token and revocation endpoints.
@@ -111,6 +133,8 @@ pub struct ClientConfig {
     pub(crate) redirect_uri: Option<String>,
     pub(crate) iss_parameter_supported: bool,
     pub(crate) allow_insecure_http: bool,
+    pub(crate) clock_skew: Duration,
+    pub(crate) id_token_algs: Vec<SigningAlg>,
     /// The endpoints as `http::Uri`, converted once when built.
     pub(crate) uris: Uris,
 }
@@ -139,6 +163,26 @@ impl ClientConfig {
             issuer: None,
             iss_parameter_supported: false,
             allow_insecure_http: false,
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            id_token_algs: SigningAlg::ALL.to_vec(),
+        }
+    }
+
+    /// A builder holding this configuration's settings, to change some of them (for example with
+    /// [`ClientConfigBuilder::provider`] after discovery).
+    pub fn to_builder(&self) -> ClientConfigBuilder {
+        ClientConfigBuilder {
+            instance: self.instance.as_str().to_owned(),
+            client_id: self.client_id.clone(),
+            secret: self.secret.clone(),
+            auth_method: Some(self.auth_method),
+            redirect_uri: self.redirect_uri.clone(),
+            endpoints: Some(self.endpoints.clone()),
+            issuer: Some(self.issuer.clone()),
+            iss_parameter_supported: self.iss_parameter_supported,
+            allow_insecure_http: self.allow_insecure_http,
+            clock_skew: self.clock_skew,
+            id_token_algs: self.id_token_algs.clone(),
         }
     }
 
@@ -187,6 +231,16 @@ impl ClientConfig {
         self.allow_insecure_http
     }
 
+    /// The clock skew allowed when checking an ID token's times ([`DEFAULT_CLOCK_SKEW`] unless set).
+    pub fn clock_skew(&self) -> Duration {
+        self.clock_skew
+    }
+
+    /// The algorithms an ID token may be signed with (RS256, PS256 and ES256 unless narrowed).
+    pub fn id_token_signing_algs(&self) -> &[SigningAlg] {
+        &self.id_token_algs
+    }
+
     /// The token endpoint as an `http::Uri`.
     pub(crate) fn token_uri(&self) -> http::Uri {
         self.uris.token.clone()
@@ -224,6 +278,8 @@ pub struct ClientConfigBuilder {
     issuer: Option<String>,
     iss_parameter_supported: bool,
     allow_insecure_http: bool,
+    clock_skew: Duration,
+    id_token_algs: Vec<SigningAlg>,
 }
 
 impl ClientConfigBuilder {
@@ -270,6 +326,20 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// The clock skew allowed when checking an ID token's `exp`, `iat` and `nbf` (catalogue D4);
+    /// default [`DEFAULT_CLOCK_SKEW`].
+    pub fn clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// The algorithms an ID token may be signed with; any other, `none` and `HS256` included, is
+    /// rejected (catalogue D2). Default: RS256, PS256 and ES256. An empty list is refused when building.
+    pub fn id_token_signing_algs(mut self, algs: &[SigningAlg]) -> Self {
+        self.id_token_algs = algs.to_vec();
+        self
+    }
+
     /// Checks and builds the configuration.
     pub fn build(self) -> Result<ClientConfig, ConfigError> {
         let mut instance = Url::parse(self.instance.trim()).map_err(|e| invalid("the instance URL", e))?;
@@ -281,6 +351,9 @@ impl ClientConfigBuilder {
         instance.set_path(&trimmed);
         if self.client_id.is_empty() {
             return Err(ConfigError::EmptyClientId);
+        }
+        if self.id_token_algs.is_empty() {
+            return Err(ConfigError::NoSigningAlgorithm);
         }
         let auth_method = match (self.auth_method, &self.secret) {
             (Some(AuthMethod::None), _) => AuthMethod::None,
@@ -327,9 +400,19 @@ impl ClientConfigBuilder {
             redirect_uri: self.redirect_uri,
             iss_parameter_supported: self.iss_parameter_supported,
             allow_insecure_http: self.allow_insecure_http,
+            clock_skew: self.clock_skew,
+            id_token_algs: self.id_token_algs,
             uris,
         })
     }
+}
+
+/// A GET for a JSON document (discovery, JWKS, userinfo).
+pub(crate) fn get_json(uri: &http::Uri) -> http::Request<Vec<u8>> {
+    let mut req = http::Request::new(Vec::new());
+    *req.uri_mut() = uri.clone();
+    req.headers_mut().insert(http::header::ACCEPT, http::HeaderValue::from_static("application/json"));
+    req
 }
 
 /// Converts a checked URL to an `http::Uri`.

@@ -19,6 +19,15 @@
 //!   refresh and one retry.
 //! - Typed errors for every phase, `WWW-Authenticate` parsing, ERP.net's Domain API error bodies,
 //!   `Retry-After`.
+//! - OpenID Connect: discovery with the issuer check ([`ProviderMetadata`]), the JWKS ([`JwkSet`], RSA and
+//!   EC P-256 keys) and when to refetch it ([`KeyCache`]: once, rate-limited, for an unknown `kid`), ID
+//!   token verification per OpenID Connect Core §3.1.3.7 ([`verify_id_token`], [`Login::verify_id_token`],
+//!   RS256, PS256 and ES256 through `ring`, `at_hash`/`c_hash`), the hybrid flow's front-channel ID token
+//!   ([`CodeExchange::verify_front_channel`]), refreshed ID tokens ([`IdTokenClaims::verify_refreshed`]),
+//!   UserInfo with the `sub` check ([`parse_userinfo_response`]).
+//! - Logout: RFC 7009 revocation ([`ClientConfig::revocation_request`], [`parse_revocation_response`]) and
+//!   the end-session URL ([`ClientConfig::end_session_url`]); ERP.net reference tokens (`enrt_...`) as a
+//!   static bearer credential ([`ReferenceToken::authorize`]).
 //!
 //! # Out of scope
 //! - Sending anything, storing anything, waiting for anything: the adapters do that.
@@ -88,15 +97,19 @@ pub mod api;
 pub mod authorize;
 pub mod challenge;
 pub mod config;
+pub mod discovery;
 mod encode;
 pub mod error;
 pub mod id_token;
+pub mod jwks;
 pub mod manager;
 mod pkce;
 pub mod random;
+pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod token;
+pub mod userinfo;
 
 pub use api::{ApiError, DomainApiError, RetryAfter, check_api_response};
 pub use authorize::{
@@ -104,17 +117,24 @@ pub use authorize::{
     ResponseMode, ResponseType, TokenExchange,
 };
 pub use challenge::{BearerChallenge, Challenge, bearer_challenge, parse_challenges};
-pub use config::{AuthMethod, ClientConfig, ClientConfigBuilder, ConfigError, Endpoints, is_loopback};
+pub use config::{
+    AuthMethod, ClientConfig, ClientConfigBuilder, ConfigError, DEFAULT_CLOCK_SKEW, Endpoints, is_loopback,
+};
+pub use discovery::{DiscoveryError, ProviderMetadata};
 pub use error::OAuthError;
+pub use id_token::{IdTokenClaims, IdTokenError, IdTokenExpectations, half_hash, verify_id_token};
+pub use jwks::{IgnoredKey, Jwk, JwkSet, JwksError, KeyCache, KeyType, SigningAlg};
 pub use manager::{
     Access, ApiCall, ApiOutcome, LoginRequired, ManagerOptions, Output, RefreshError, RefreshId, Reloaded,
     Renewal, TokenManager,
 };
 pub use random::{RandomError, RandomSource, SeededRandom};
+pub use revocation::{EndSession, RevocationError, parse_revocation_response};
 pub use scope::Scopes;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,
 };
 pub use token::{Grant, TokenError, TokenSet, parse_token_response};
+pub use userinfo::{InvalidBearer, UserInfo, UserInfoError, parse_userinfo_response};
 
 pub use http;
