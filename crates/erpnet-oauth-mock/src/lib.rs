@@ -150,6 +150,8 @@
 //! next one. Tokens are checked against the mock's own table of issued tokens, so a token from another mock
 //! in the same process is still refused.
 
+#![warn(missing_docs)]
+
 mod api;
 mod config;
 mod faults;
@@ -337,6 +339,11 @@ impl Drop for MockErpNet {
         }
     }
 }
+
+/// The README's example, run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Serves `config` on `addr` (loopback only) in the foreground: prints the base URL and the demo credentials to
 /// stderr, then serves until Ctrl-C or `POST /_mock/shutdown`. This is what `erpnet-oauth mock` runs.

@@ -244,3 +244,25 @@ fn concurrent_flood_and_refresh_race() {
     assert_eq!(ports.len(), 20);
     drop(mocks);
 }
+
+#[test]
+fn run_foreground_serves_until_shutdown() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let server =
+        std::thread::spawn(move || erpnet_oauth_mock::run_foreground(MockConfig::seed_manual_clock(), addr));
+    let agent = agent();
+    let url = format!("http://{addr}/id/.well-known/openid-configuration");
+    let up = (0..500).any(|_| {
+        let ok = agent.get(&url).call().is_ok_and(|r| r.status() == 200);
+        if !ok {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ok
+    });
+    assert!(up, "the foreground server answers");
+    let r = read(agent.post(&format!("http://{addr}/_mock/shutdown")).send_empty());
+    assert_eq!(r.status, 204);
+    server.join().unwrap().unwrap();
+    assert!(erpnet_oauth_mock::run_foreground(MockConfig::default(), "10.1.2.3:0".parse().unwrap()).is_err());
+}
