@@ -132,9 +132,9 @@ impl TokenSet {
                 let fresh = UnverifiedClaims::decode(fresh)
                     .map_err(|e| TokenError::MalformedIdToken(e.to_string()))?;
                 for (claim, a, b) in [
-                    ("iss", &old.value["iss"], &fresh.value["iss"]),
-                    ("sub", &old.value["sub"], &fresh.value["sub"]),
-                    ("aud", &old.value["aud"], &fresh.value["aud"]),
+                    ("iss", old.value.get("iss"), fresh.value.get("iss")),
+                    ("sub", old.value.get("sub"), fresh.value.get("sub")),
+                    ("aud", old.value.get("aud"), fresh.value.get("aud")),
                 ] {
                     if a != b {
                         return Err(TokenError::IdTokenChanged { claim });
