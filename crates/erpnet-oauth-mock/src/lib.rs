@@ -141,7 +141,8 @@
 //! [`MockErpNet::inject_fault`] sets one [`Fault`] per [`Endpoint`] (a new one replaces the old), applied to
 //! the next `times` requests of that endpoint (`None`: until [`MockErpNet::clear_faults`]). A faulted request
 //! never reaches the endpoint (except [`Fault::Delay`], which answers normally afterwards), so it changes no
-//! state and is counted only in [`Counters::faults_applied`].
+//! state and is counted only in [`Counters::faults_applied`]. The admin path is never faulted. Injected
+//! faults are real-time behaviours: [`Fault::Delay`] sleeps on the wall clock, not on the mock clock.
 //!
 //! # Keys
 //!

@@ -317,7 +317,13 @@ impl Shared {
             obj.insert("scope".into(), json!(scopes));
         }
         let access_token = key.sign_jwt("at+jwt", &claims)?;
-        self.access.write().unwrap_or_else(|e| e.into_inner()).insert(
+        let mut table = self.access.write().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= 65_536 && table.len().is_power_of_two() {
+            // Keep memory bounded under long token floods: forget tokens expired beyond the skew.
+            let skew = self.config.api_clock_skew.as_secs();
+            table.retain(|_, r| r.exp.saturating_add(skew) > now);
+        }
+        table.insert(
             access_token.clone(),
             Arc::new(AccessRecord {
                 grant_revoked: grant.revoked.clone(),
@@ -329,6 +335,7 @@ impl Shared {
                 kid: key.kid.clone(),
             }),
         );
+        drop(table);
         let mut body = json!({
             "access_token": access_token,
             "expires_in": self.config.access_token_lifetime.as_secs(),
