@@ -33,7 +33,7 @@ use crate::challenge::bearer_challenge;
 use crate::config::ClientConfig;
 use crate::error::OAuthError;
 use crate::scope::Scopes;
-use crate::secret::AccessToken;
+use crate::secret::{AccessToken, RefreshToken};
 use crate::token::{Grant, TokenError, TokenSet, parse_token_response};
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime};
@@ -224,6 +224,15 @@ pub struct TokenManager {
     login_required: LoginRequired,
     retry_not_before: Option<SystemTime>,
     outputs: VecDeque<Output>,
+    /// The access and refresh token the store holds as far as the manager knows: behind `tokens` after
+    /// a failed `Persist`, so that re-reading them is not mistaken for another process's renewal.
+    stored: Option<StoredPair>,
+}
+
+type StoredPair = (AccessToken, Option<RefreshToken>);
+
+fn pair(tokens: &TokenSet) -> StoredPair {
+    (tokens.access_token.clone(), tokens.refresh_token.clone())
 }
 
 impl TokenManager {
@@ -232,6 +241,7 @@ impl TokenManager {
         TokenManager {
             client,
             options,
+            stored: tokens.as_ref().map(pair),
             tokens,
             generation: 0,
             rejected: false,
@@ -410,6 +420,7 @@ impl TokenManager {
                 self.generation += 1;
                 self.rejected = false;
                 self.login_required = LoginRequired::Rejected(error.clone());
+                self.stored = None;
                 self.outputs.push_back(Output::Clear);
                 self.fail(RefreshError::LoginRequired(LoginRequired::Rejected(error)), now);
             }
@@ -435,6 +446,9 @@ impl TokenManager {
             return;
         }
         if let State::Persisting(_, tokens) = std::mem::replace(&mut self.state, State::Idle) {
+            if result.is_ok() {
+                self.stored = Some(pair(&tokens));
+            }
             self.adopt(Some(tokens));
         }
         match result {
@@ -446,36 +460,44 @@ impl TokenManager {
     /// Before sending renewal `id`, an adapter whose store is shared with other processes locks the
     /// store, re-reads it, and reports what it holds: if another process renewed the tokens meanwhile,
     /// they are adopted and the request must not be sent (its refresh token may already be revoked).
+    ///
+    /// A store still holding what this manager last stored, because writing newer tokens failed
+    /// ([`Self::handle_persisted`] with `Err`), is behind, not newer: the request is sent, with the newer
+    /// refresh token held in memory.
     pub fn handle_reloaded(&mut self, id: RefreshId, stored: Option<TokenSet>) -> Reloaded {
         if !matches!(self.state, State::InFlight(current) if current == id) {
             return Reloaded::Stale;
         }
-        let same = match (&stored, &self.tokens) {
-            (Some(s), Some(t)) => s.access_token == t.access_token && s.refresh_token == t.refresh_token,
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        let found = stored.as_ref().map(pair);
+        if found == self.tokens.as_ref().map(pair) || found == self.stored {
             return Reloaded::Send;
         }
         self.state = State::Idle;
         if stored.is_none() {
             self.login_required = LoginRequired::NoTokens;
         }
+        self.stored = found;
         self.adopt(stored);
         Reloaded::Adopted
     }
 
-    /// Replaces the tokens after a new login (already stored). A renewal in flight is abandoned.
+    /// Replaces the tokens after a new login (already stored). A renewal in flight is abandoned, and
+    /// outputs not yet polled are dropped: a queued `Refresh` would send the old refresh token, a queued
+    /// `Persist` or `Clear` would overwrite or delete the new login's stored tokens.
     pub fn handle_login(&mut self, tokens: TokenSet) {
         self.state = State::Idle;
+        self.outputs.clear();
         self.retry_not_before = None;
+        self.stored = Some(pair(&tokens));
         self.adopt(Some(tokens));
     }
 
-    /// Forgets the tokens (local logout). The adapter deletes the store itself.
+    /// Forgets the tokens (local logout). The adapter deletes the store itself. A renewal in flight is
+    /// abandoned and outputs not yet polled are dropped (a queued `Persist` would store the tokens again).
     pub fn handle_logout(&mut self) {
         self.state = State::Idle;
+        self.outputs.clear();
+        self.stored = None;
         self.login_required = LoginRequired::NoTokens;
         self.adopt(None);
     }
@@ -487,10 +509,13 @@ impl TokenManager {
         }
     }
 
+    /// New tokens are in use: an earlier renewal failure is over, and calls that have not yet been told
+    /// of it are not (a failed `Persist` reports its own failure after this).
     fn adopt(&mut self, tokens: Option<TokenSet>) {
         self.tokens = tokens;
         self.generation += 1;
         self.rejected = false;
+        self.last_failure = None;
     }
 
     fn fail(&mut self, error: RefreshError, now: SystemTime) {
@@ -513,5 +538,126 @@ impl TokenManager {
         self.next_id += 1;
         self.state = State::InFlight(id);
         self.outputs.push_back(Output::Refresh { id, request });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::panic)] // a test fails by panicking
+mod tests {
+    use super::*;
+    use crate::secret::ClientSecret;
+    use std::time::UNIX_EPOCH;
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_655_057_724)
+    }
+
+    fn tokens(n: u32, expires_at: SystemTime) -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::new(format!("at-{n}")),
+            expires_at: Some(expires_at),
+            refresh_token: Some(RefreshToken::new(format!("rt-{n}"))),
+            id_token: None,
+            scopes: Scopes::erpnet_default(),
+        }
+    }
+
+    fn manager(initial: TokenSet) -> TokenManager {
+        let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first")
+            .client_secret(ClientSecret::new("my-secret"))
+            .build()
+            .unwrap();
+        TokenManager::new(client, Some(initial), ManagerOptions::default())
+    }
+
+    fn refresh_token_sent(request: &http::Request<Vec<u8>>) -> Option<String> {
+        url::form_urlencoded::parse(request.body())
+            .find(|(k, _)| k == "refresh_token")
+            .map(|(_, v)| v.into_owned())
+    }
+
+    fn renewed(n: u32) -> http::Response<Vec<u8>> {
+        http::Response::new(
+            format!(r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}"}}"#)
+                .into_bytes(),
+        )
+    }
+
+    /// Runs one renewal to its Persist output and returns its id.
+    fn renew_to_persist(m: &mut TokenManager, n: u32) -> RefreshId {
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_response(id, &renewed(n), now());
+        let Some(Output::Persist { id, .. }) = m.poll_output() else { panic!("no persist") };
+        id
+    }
+
+    // Found by tests/manager_props.rs: outputs queued for a renewal that a login or logout abandoned
+    // were still handed out, so the adapter sent the old refresh token (a second refresh on the wire),
+    // stored the old lineage's tokens over the new login's, or deleted the new login's tokens.
+    #[test]
+    fn login_and_logout_drop_outputs_not_yet_polled() {
+        let mut m = manager(tokens(0, now()));
+        assert!(m.force_refresh());
+        m.handle_login(tokens(1, now() + Duration::from_secs(3600)));
+        assert!(m.poll_output().is_none(), "no Refresh with rt-0 after the login");
+
+        let mut m2 = manager(tokens(0, now()));
+        assert!(m2.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m2.poll_output() else { panic!("no refresh") };
+        m2.handle_refresh_response(id, &renewed(1), now());
+        m2.handle_logout();
+        assert!(m2.poll_output().is_none(), "no Persist of the tokens after the logout");
+
+        let mut m3 = manager(tokens(0, now()));
+        assert!(m3.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m3.poll_output() else { panic!("no refresh") };
+        let rejected =
+            http::Response::builder().status(400).body(br#"{"error":"invalid_grant"}"#.to_vec()).unwrap();
+        m3.handle_refresh_response(id, &rejected, now());
+        m3.handle_login(tokens(2, now() + Duration::from_secs(3600)));
+        assert!(m3.poll_output().is_none(), "no Clear of the new login's stored tokens");
+    }
+
+    // Found by tests/manager_props.rs: after a failed Persist the store still holds the previous pair;
+    // re-reading it before the next renewal adopted that older pair (under rotation, a revoked refresh
+    // token) as if another process had renewed.
+    #[test]
+    fn a_store_behind_after_a_failed_write_is_not_adopted() {
+        let mut m = manager(tokens(0, now()));
+        let id = renew_to_persist(&mut m, 1);
+        m.handle_persisted(id, Err("disk full".to_owned()), now());
+        assert_eq!(m.tokens().and_then(|t| t.refresh_token.as_ref()).map(|r| r.secret()), Some("rt-1"));
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, request }) = m.poll_output() else { panic!("no refresh") };
+        assert_eq!(refresh_token_sent(&request).as_deref(), Some("rt-1"));
+        assert_eq!(m.handle_reloaded(id, Some(tokens(0, now()))), Reloaded::Send);
+        assert_eq!(m.tokens().and_then(|t| t.refresh_token.as_ref()).map(|r| r.secret()), Some("rt-1"));
+        // Tokens another process stored are still adopted.
+        assert_eq!(m.handle_reloaded(id, Some(tokens(9, now()))), Reloaded::Adopted);
+        assert_eq!(m.tokens().map(|t| t.access_token.secret()), Some("at-9"));
+    }
+
+    // Found by tests/manager_props.rs: a call that began before a failed renewal was told of that
+    // failure even after a later renewal had succeeded and a valid token was at hand.
+    #[test]
+    fn a_failure_is_not_reported_after_a_later_success() {
+        let mut m = manager(tokens(0, now()));
+        let mut call = m.begin_call();
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_failure(id, "connection reset", now());
+        let id = renew_to_persist(&mut m, 1);
+        m.handle_persisted(id, Ok(()), now());
+        let Access::Ready(t) = m.access_token(&mut call, now()) else { panic!("not ready") };
+        assert_eq!(t.secret(), "at-1");
+
+        // Without a later success, the failure is reported once.
+        let mut call = m.begin_call();
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_failure(id, "connection reset", now());
+        assert!(matches!(m.access_token(&mut call, now()), Access::Failed(RefreshError::Transport(_))));
+        assert!(matches!(m.access_token(&mut call, now()), Access::Ready(_)));
     }
 }
