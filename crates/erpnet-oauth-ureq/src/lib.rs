@@ -1,1 +1,79 @@
-//! Blocking adapter (being written).
+//! A blocking ERP.net OAuth 2.0 / OpenID Connect client on [ureq]: log the user in once, then make
+//! authorized Domain API calls for weeks from many threads and processes, renewing the access token with
+//! the refresh token, without ever burning a rotated refresh token.
+//!
+//! This crate is a thin adapter over the sans-IO [`erpnet_oauth_core`]: it owns the sockets (a ureq 3
+//! agent: timeouts, no redirects, error statuses read as responses, bounded bodies), the clock, the OS
+//! random source and the token store. Every protocol decision is the core's.
+//!
+//! - [`Session`]: `Send + Sync`, shared by `Arc`. [`Session::access_token`], [`Session::send`] and
+//!   [`Session::get`] refresh when needed (once, however many threads ask), retry a 401 once, and store
+//!   a rotated refresh token before it is used.
+//! - Login: [`Session::start_login`] → the browser → [`RedirectListener`] (console apps) or your own
+//!   web server (web apps) → [`Session::finish_login`].
+//! - Stores: [`MemoryStore`], [`FileStore`] (atomic JSON, mode 0600, cross-process lock), or your own
+//!   [`TokenStore`].
+//! - Service apps: [`SessionBuilder::client_credentials`].
+//! - Errors: [`Error`] wraps the core's typed errors and adds transport and store failures.
+//!
+//! # The seed, end to end
+//!
+//! ```no_run
+//! use erpnet_oauth_ureq::{AuthorizationRequest, ClientConfig, ClientSecret, FileStore, RedirectListener, Session};
+//!
+//! let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first")
+//!     .client_secret(ClientSecret::new("my_plain_app_secret"))
+//!     .redirect_uri("http://localhost/signin-callback")
+//!     .build()?;
+//! let session = Session::builder(client).store(FileStore::new("tokens.json")).build()?;
+//!
+//! if !session.is_logged_in() {
+//!     // Listen on the redirect URI before sending the browser to the login form.
+//!     let listener = RedirectListener::bind("http://localhost/signin-callback")?;
+//!     let pending = session.start_login(AuthorizationRequest::new())?;
+//!     println!("Open this URL in your browser: {}", pending.authorize_url());
+//!     let callback = listener.wait()?;
+//!     session.finish_login(pending, callback.as_callback())?;
+//! }
+//!
+//! // Any thread, any time: the token is renewed with the refresh token when it expires.
+//! let response = session.get("/api/domain/odata/Crm_Customers?$top=10")?;
+//! println!("{}", String::from_utf8_lossy(response.body()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A web application passes the callback its own server received:
+//! `session.finish_login(pending, Callback::Query(query))` or `Callback::FormPost(body)`.
+//!
+//! # Processes sharing a store
+//!
+//! Before sending a refresh, the session takes the store's lock ([`TokenStore::lock`]), re-reads it and
+//! lets the core decide ([`erpnet_oauth_core::TokenManager::handle_reloaded`]): if another process already
+//! renewed the tokens, they are used and nothing is sent. The lock is released after the new tokens are
+//! written. So N processes finding the token expired make one refresh request.
+
+#![warn(missing_docs)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+// The error wraps the core's typed errors unboxed so that callers can match on them; errors are the cold path.
+#![allow(clippy::result_large_err)]
+
+mod clock;
+mod error;
+mod login;
+mod session;
+mod store;
+mod transport;
+
+pub use clock::{Clock, OsRandom, SystemClock};
+pub use error::Error;
+pub use login::{Cancel, ReceivedCallback, RedirectListener};
+pub use session::{Session, SessionBuilder};
+pub use store::{FileStore, MemoryStore, StoreError, StoreLock, TokenStore};
+pub use transport::{HttpClient, HttpOptions};
+
+pub use erpnet_oauth_core;
+pub use erpnet_oauth_core::{
+    AccessToken, ApiError, AuthorizationRequest, Callback, ClientConfig, ClientSecret, ManagerOptions,
+    PendingLogin, RefreshError, ResponseMode, ResponseType, RetryAfter, TokenSet,
+};
+pub use ureq;

@@ -1,0 +1,126 @@
+//! The adapter's error: the core's typed errors, transport failures and store failures.
+
+use crate::store::StoreError;
+use erpnet_oauth_core::{
+    ApiError, BuildError, CallbackError, ConfigError, RandomError, RefreshError, RetryAfter, TokenError,
+};
+
+/// Everything that can go wrong in this crate.
+///
+/// The core's errors are wrapped, not flattened, so callers can match on them. No variant carries a token
+/// or a secret: the messages come from the core's redacting types, the HTTP client and the file system.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The client configuration is invalid, or a request URL could not be resolved against the instance.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The authorization request could not be built.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The login callback was rejected (state, issuer, `error=access_denied`, ...).
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+    /// The authorization code exchange failed at the token endpoint.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// No valid access token could be had (login required, refresh failed, new tokens not stored).
+    #[error(transparent)]
+    Refresh(#[from] RefreshError),
+    /// The Domain API answered with an error (after the one refresh and retry a 401 allows).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The host name could not be resolved.
+    #[error("the host name could not be resolved: {0}")]
+    Dns(String),
+    /// No connection could be made (refused, unreachable).
+    #[error("the connection failed: {0}")]
+    Connect(String),
+    /// The TLS handshake or certificate check failed.
+    #[error("TLS failed: {0}")]
+    Tls(String),
+    /// The request did not complete in time (see [`crate::HttpOptions::timeout`]).
+    #[error("the request timed out ({0})")]
+    Timeout(String),
+    /// The response body was larger than the limit for its kind of request.
+    #[error("the response body exceeds the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// An I/O error on the connection (reset, closed early, ...).
+    #[error("I/O error during the request: {0}")]
+    Io(String),
+    /// Another failure of the HTTP client (malformed response, bad URL, ...).
+    #[error("HTTP client error: {0}")]
+    Http(String),
+    /// The token store failed (read, write, lock, or a corrupt file).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The OS random source failed.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// The redirect listener could not be used (bind, non-loopback redirect URI, ...).
+    #[error("the redirect listener failed: {0}")]
+    Listener(String),
+    /// No callback arrived at the redirect listener in time.
+    #[error("no login callback arrived within {0:?}")]
+    LoginTimeout(std::time::Duration),
+    /// Waiting for the login callback was cancelled.
+    #[error("waiting for the login callback was cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// Whether the user must log in again: the refresh token was rejected (`invalid_grant`), is missing,
+    /// or there are no tokens at all.
+    pub fn is_login_required(&self) -> bool {
+        matches!(self, Error::Refresh(e) if e.is_login_required())
+    }
+
+    /// Whether trying again later may succeed: transport failures, 5xx and 429 answers, failed refreshes
+    /// that kept the tokens.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Refresh(e) => e.is_retryable(),
+            Error::Api(ApiError::RateLimited { .. }) => true,
+            Error::Api(ApiError::Status { status, .. }) => *status >= 500,
+            Error::Dns(_) | Error::Connect(_) | Error::Timeout(_) | Error::Io(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The `Retry-After` of a 429 answer from the Domain API, if any.
+    pub fn retry_after(&self) -> Option<RetryAfter> {
+        match self {
+            Error::Api(ApiError::RateLimited { retry_after }) => *retry_after,
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_ureq(e: ureq::Error) -> Error {
+        use std::io::ErrorKind;
+        match e {
+            ureq::Error::HostNotFound => Error::Dns("host not found".to_owned()),
+            ureq::Error::ConnectionFailed => Error::Connect("connection failed".to_owned()),
+            ureq::Error::Timeout(t) => Error::Timeout(t.to_string()),
+            ureq::Error::BodyExceedsLimit(limit) => Error::BodyTooLarge { limit },
+            ureq::Error::Tls(m) => Error::Tls(m.to_owned()),
+            ureq::Error::Rustls(e) => Error::Tls(e.to_string()),
+            ureq::Error::TlsRequired => Error::Tls("TLS required".to_owned()),
+            ureq::Error::Io(io) => match io.kind() {
+                ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::HostUnreachable => {
+                    Error::Connect(io.to_string())
+                }
+                ErrorKind::TimedOut | ErrorKind::WouldBlock => Error::Timeout(io.to_string()),
+                _ => Error::Io(io.to_string()),
+            },
+            other => Error::Http(other.to_string()),
+        }
+    }
+
+    /// A short reason for [`erpnet_oauth_core::TokenManager::handle_refresh_failure`].
+    pub(crate) fn transport_reason(&self) -> String {
+        self.to_string()
+    }
+}

@@ -1,0 +1,294 @@
+//! Token stores: where a session keeps its tokens between runs.
+//!
+//! [`MemoryStore`] forgets them when the process ends; [`FileStore`] keeps them in a JSON file, written
+//! atomically with mode 0600, and shares them safely between processes with an advisory lock.
+
+use erpnet_oauth_core::TokenSet;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a store could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading, writing, syncing, renaming or deleting failed.
+    #[error("the token store {path} could not be {action}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done (`read`, `written`, `locked`, `deleted`).
+        action: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file exists but does not hold tokens. It is left as it is: the next successful login
+    /// replaces it, or delete it ([`TokenStore::clear`]).
+    #[error("the token store {path} is corrupt ({reason}); log in again to replace it, or delete it")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong (no token appears here).
+        reason: String,
+    },
+    /// A store of your own failed.
+    #[error("the token store failed: {0}")]
+    Other(String),
+}
+
+/// A held cross-process lock of a store; released when dropped.
+pub struct StoreLock {
+    guard: Option<Box<dyn Send>>,
+}
+
+impl StoreLock {
+    /// A lock that holds nothing (stores used by one process only).
+    pub fn unlocked() -> Self {
+        StoreLock { guard: None }
+    }
+
+    /// A lock released when `guard` is dropped (e.g. a locked [`File`]).
+    pub fn new(guard: impl Send + 'static) -> Self {
+        StoreLock { guard: Some(Box::new(guard)) }
+    }
+
+    /// Whether something is actually locked.
+    pub fn is_held(&self) -> bool {
+        self.guard.is_some()
+    }
+}
+
+impl fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreLock").field("held", &self.is_held()).finish()
+    }
+}
+
+/// Where a session keeps its tokens.
+///
+/// A store shared by several processes says so with [`Self::is_shared`] and implements [`Self::lock`]: the
+/// session then refreshes under the lock, re-reading the store first, so that one process refreshes and
+/// the others use what it stored (a rotated refresh token is never sent twice).
+pub trait TokenStore: Send + Sync {
+    /// The stored tokens; `None` when there are none. A store that cannot be read is an error, never
+    /// silently empty.
+    fn load(&self) -> Result<Option<TokenSet>, StoreError>;
+    /// Replaces the stored tokens. When this returns `Ok`, the tokens must survive a crash.
+    fn save(&self, tokens: &TokenSet) -> Result<(), StoreError>;
+    /// Deletes the stored tokens.
+    fn clear(&self) -> Result<(), StoreError>;
+    /// Takes the cross-process lock held across "re-read, refresh, write" (blocking until it is free).
+    /// The default holds nothing.
+    fn lock(&self) -> Result<StoreLock, StoreError> {
+        Ok(StoreLock::unlocked())
+    }
+    /// Whether other processes may change the store, so that it must be re-read under [`Self::lock`]
+    /// before a refresh. Default false.
+    fn is_shared(&self) -> bool {
+        false
+    }
+}
+
+impl<S: TokenStore + ?Sized> TokenStore for std::sync::Arc<S> {
+    fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        (**self).load()
+    }
+    fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        (**self).save(tokens)
+    }
+    fn clear(&self) -> Result<(), StoreError> {
+        (**self).clear()
+    }
+    fn lock(&self) -> Result<StoreLock, StoreError> {
+        (**self).lock()
+    }
+    fn is_shared(&self) -> bool {
+        (**self).is_shared()
+    }
+}
+
+/// Keeps the tokens in memory only: a login lasts as long as the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    tokens: Mutex<Option<TokenSet>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store holding `tokens`.
+    pub fn with_tokens(tokens: TokenSet) -> Self {
+        MemoryStore { tokens: Mutex::new(Some(tokens)) }
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        Ok(self.tokens.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+    fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        *self.tokens.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokens.clone());
+        Ok(())
+    }
+    fn clear(&self) -> Result<(), StoreError> {
+        *self.tokens.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(())
+    }
+}
+
+/// The file's format: versioned, so that a later format can be told apart.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FileFormat {
+    version: u32,
+    tokens: TokenSet,
+}
+
+const FORMAT_VERSION: u32 = 1;
+
+/// Keeps the tokens in a JSON file.
+///
+/// - Written atomically: a temporary file in the same directory is written, fsynced and renamed over the
+///   store, then the directory is fsynced. A process killed at any moment leaves either the old file or
+///   the new one, never a partial one.
+/// - Created with mode 0600 (Unix): the file holds a refresh token, as secret as a password.
+/// - Shared between processes: [`TokenStore::lock`] takes an exclusive advisory lock on a separate
+///   `<file>.lock`, so processes sharing the file refresh one at a time and re-read it first.
+/// - A file that exists but cannot be parsed is reported as [`StoreError::Corrupt`] and left untouched
+///   until the next login replaces it (or [`TokenStore::clear`] deletes it).
+#[derive(Debug)]
+pub struct FileStore {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl FileStore {
+    /// A store at `path` (the file need not exist; its directory must).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        let mut lock_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        lock_name.push(".lock");
+        let lock_path = path.with_file_name(lock_name);
+        FileStore { path, lock_path }
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The lock file next to it.
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> StoreError + '_ {
+        move |source| StoreError::Io { path: self.path.clone(), action, source }
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(self.dir())?.sync_all()
+    }
+
+    fn write_temp(&self, temp: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut file = options.open(temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
+}
+
+impl TokenStore for FileStore {
+    fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("read")(e)),
+        };
+        match serde_json::from_slice::<FileFormat>(&bytes) {
+            Ok(f) if f.version == FORMAT_VERSION => Ok(Some(f.tokens)),
+            Ok(f) => Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!("unsupported format version {}", f.version),
+            }),
+            // Only the kind and position of the error: serde_json's message may quote the content.
+            Err(e) => Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                reason: format!(
+                    "not a token store file ({} bytes; {:?} error at line {}, column {})",
+                    bytes.len(),
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            }),
+        }
+    }
+
+    fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec_pretty(&FileFormat { version: FORMAT_VERSION, tokens: tokens.clone() })
+                .map_err(|e| StoreError::Other(format!("the tokens could not be serialized: {e}")))?;
+        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temp = self.dir().join(format!(
+            ".{name}.{}.{}.tmp",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        if let Err(e) = self.write_temp(&temp, &bytes) {
+            let _ = fs::remove_file(&temp);
+            return Err(self.io("written")(e));
+        }
+        if let Err(e) = fs::rename(&temp, &self.path) {
+            let _ = fs::remove_file(&temp);
+            return Err(self.io("written")(e));
+        }
+        self.sync_dir().map_err(self.io("written"))
+    }
+
+    fn clear(&self) -> Result<(), StoreError> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => self.sync_dir().map_err(self.io("deleted")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("deleted")(e)),
+        }
+    }
+
+    fn lock(&self) -> Result<StoreLock, StoreError> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let err = |source| StoreError::Io { path: self.lock_path.clone(), action: "locked", source };
+        let file = options.open(&self.lock_path).map_err(err)?;
+        file.lock().map_err(err)?;
+        Ok(StoreLock::new(file))
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP client: a ureq 3 agent with timeouts, no redirects, non-2xx as responses and bounded bodies.
+
+use crate::Error;
+use std::time::Duration;
+
+/// Settings of the HTTP client.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HttpOptions {
+    /// Longest time for a whole request, from connecting to the last body byte (catalogue H2). Default 30 s.
+    pub timeout: Duration,
+    /// Longest time to connect. Default 30 s.
+    pub connect_timeout: Duration,
+    /// Largest body accepted from the identity server (token, JWKS, ...) (catalogue H3). Default 1 MiB.
+    pub token_body_limit: u64,
+    /// Largest Domain API response body accepted. Default 64 MiB.
+    pub api_body_limit: u64,
+    /// Idle connections kept per host for reuse. Default 32.
+    pub max_idle_connections_per_host: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+            token_body_limit: 1024 * 1024,
+            api_body_limit: 64 * 1024 * 1024,
+            max_idle_connections_per_host: 32,
+        }
+    }
+}
+
+impl HttpOptions {
+    /// Sets [`Self::timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::connect_timeout`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::token_body_limit`].
+    pub fn token_body_limit(mut self, bytes: u64) -> Self {
+        self.token_body_limit = bytes;
+        self
+    }
+
+    /// Sets [`Self::api_body_limit`].
+    pub fn api_body_limit(mut self, bytes: u64) -> Self {
+        self.api_body_limit = bytes;
+        self
+    }
+
+    /// Sets [`Self::max_idle_connections_per_host`].
+    pub fn max_idle_connections_per_host(mut self, n: usize) -> Self {
+        self.max_idle_connections_per_host = n;
+        self
+    }
+}
+
+/// A ureq agent configured for OAuth: it follows no redirect (catalogue C5, H1), returns error statuses
+/// as responses so that RFC 6749 §5.2 bodies are read, times out (H2), and reads bodies up to a limit
+/// (H3).
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    agent: ureq::Agent,
+    options: HttpOptions,
+}
+
+impl HttpClient {
+    /// A client with `options`.
+    pub fn new(options: HttpOptions) -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(options.timeout))
+            .timeout_connect(Some(options.connect_timeout))
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .max_idle_connections_per_host(options.max_idle_connections_per_host)
+            .max_idle_connections(options.max_idle_connections_per_host.saturating_mul(4))
+            .user_agent(concat!("erpnet-oauth-ureq/", env!("CARGO_PKG_VERSION")))
+            .build();
+        HttpClient { agent: config.into(), options }
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// The ureq agent, for requests of your own with the same settings.
+    pub fn agent(&self) -> &ureq::Agent {
+        &self.agent
+    }
+
+    /// Sends a request to the identity server (token endpoint...), reading at most
+    /// [`HttpOptions::token_body_limit`] bytes.
+    pub fn send_token_request(
+        &self,
+        request: &http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        self.send(request, self.options.token_body_limit)
+    }
+
+    /// Sends `request` as is (no redirect followed) and reads the response body up to `limit` bytes.
+    pub fn send(
+        &self,
+        request: &http::Request<Vec<u8>>,
+        limit: u64,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        let mut builder =
+            http::Request::builder().method(request.method()).uri(request.uri()).version(request.version());
+        if let Some(headers) = builder.headers_mut() {
+            headers.extend(request.headers().iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let result = if request.body().is_empty() {
+            builder.body(()).map(|r| self.agent.run(r))
+        } else {
+            builder.body(request.body().as_slice()).map(|r| self.agent.run(r))
+        };
+        let mut response = result.map_err(|e| Error::Http(e.to_string()))?.map_err(Error::from_ureq)?;
+        let body = response.body_mut().with_config().limit(limit).read_to_vec().map_err(Error::from_ureq)?;
+        let (parts, _) = response.into_parts();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
