@@ -1,0 +1,337 @@
+//! The case file: one TOML document per case in `fixtures/`, data only.
+//!
+//! See `fixtures/README.md` for the format. The steps are kept as TOML values until they run, because
+//! their strings may refer (`${name}`) to values captured by earlier steps; each step is nevertheless
+//! decoded once when the case is loaded, so a malformed step fails the case before anything runs.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The seed's `iat` (2022-06-12T18:08:44Z): the default clock of a case.
+pub const DEFAULT_NOW: u64 = 1_655_057_724;
+
+/// One conformance case.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// The case id: the catalogue id first (`C2-expires-in-string`), or `seed-...`. Equal to the file stem.
+    pub id: String,
+    /// What the case shows, in one sentence.
+    pub title: String,
+    /// Where the behaviour comes from (catalogue line, RFC section, the seed's step).
+    #[serde(default)]
+    pub source: String,
+    /// The instance and trusted application.
+    pub client: ClientSpec,
+    /// The clock at the start, in Unix seconds.
+    #[serde(default = "default_now")]
+    pub now: u64,
+    /// Where the random bytes come from.
+    #[serde(default)]
+    pub random: RandomSpec,
+    /// Named values, usable as `${name}` in every step's strings.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Unsigned JWTs built from these claims, usable as `${name}` like vars.
+    #[serde(default)]
+    pub jwt: BTreeMap<String, toml::Table>,
+    /// Tokens already stored when the case starts (a user who logged in earlier).
+    pub tokens: Option<StoredTokens>,
+    /// The token manager's settings.
+    #[serde(default)]
+    pub manager: ManagerSpec,
+    /// The steps, in order.
+    #[serde(rename = "step", default)]
+    pub steps: Vec<toml::Value>,
+}
+
+fn default_now() -> u64 {
+    DEFAULT_NOW
+}
+
+/// The `[client]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSpec {
+    /// `https://demodb.my.erp.net`.
+    pub instance: String,
+    /// The trusted application's ApplicationUri.
+    pub client_id: String,
+    /// The plain secret of a confidential application.
+    pub client_secret: Option<String>,
+    /// `client_secret_post` (default with a secret), `client_secret_basic` or `none`.
+    pub auth_method: Option<String>,
+    /// The registered redirect URI.
+    pub redirect_uri: Option<String>,
+    /// An issuer other than `{instance}/id`.
+    pub issuer: Option<String>,
+    /// Whether discovery advertises `authorization_response_iss_parameter_supported`.
+    #[serde(default)]
+    pub iss_parameter_supported: bool,
+}
+
+/// The `[random]` table: a `SeededRandom` seed, or fixed bytes in hex (an error once used up).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomSpec {
+    /// The seed of a deterministic stream (default 0).
+    pub seed: Option<u64>,
+    /// Exactly these bytes, then failure.
+    pub hex: Option<String>,
+}
+
+/// The `[tokens]` table: tokens stored before the case starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredTokens {
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, if any.
+    pub refresh_token: Option<String>,
+    /// The ID token, if any.
+    pub id_token: Option<String>,
+    /// Expiry in Unix seconds.
+    pub expires_at: Option<u64>,
+    /// Expiry relative to the case's start, in seconds (may be negative: already expired).
+    pub expires_in: Option<i64>,
+    /// Granted scopes.
+    pub scopes: Option<String>,
+}
+
+/// The `[manager]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagerSpec {
+    /// The refresh skew in seconds (default 60).
+    pub skew: Option<u64>,
+    /// `refresh_token` (default) or `client_credentials`.
+    pub renewal: Option<String>,
+    /// The scopes asked for by `client_credentials`.
+    pub scopes: Option<String>,
+}
+
+/// One step, decoded from its table once its `${name}` references are resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "do", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// Build an authorization request (front channel: no wire traffic).
+    Authorize {
+        /// Which login (several may be in flight).
+        #[serde(default = "main")]
+        login: String,
+        /// `code` (default) or `code id_token`.
+        response_type: Option<String>,
+        /// Space-separated scopes (default: the seed's).
+        scope: Option<String>,
+        /// An explicit state (otherwise generated).
+        state: Option<String>,
+        /// An explicit nonce (otherwise generated).
+        nonce: Option<String>,
+        /// Send no nonce.
+        #[serde(default)]
+        without_nonce: bool,
+        /// PKCE on (default) or off.
+        #[serde(default = "yes")]
+        pkce: bool,
+        /// `prompt`.
+        prompt: Option<String>,
+        /// `query`, `form_post` or `fragment`.
+        response_mode: Option<String>,
+        /// Extra parameters, `[name, value]` pairs in order.
+        #[serde(default)]
+        extra: Vec<(String, String)>,
+        /// The request the browser is sent with (method, path, decoded query, headers).
+        request: Option<String>,
+        /// The exact URL, byte for byte.
+        url: Option<String>,
+        /// The expected build error (Debug), instead of a request.
+        error: Option<String>,
+    },
+    /// The browser comes back to the redirect URI.
+    Callback {
+        /// Which login.
+        #[serde(default = "main")]
+        login: String,
+        /// The browser's request to the redirect URI: a GET with a query, or a form_post POST.
+        request: String,
+        /// The expected rejection (Debug); absent means the callback is accepted.
+        error: Option<String>,
+    },
+    /// Exchange the login's code at the token endpoint.
+    Exchange {
+        /// Which login.
+        #[serde(default = "main")]
+        login: String,
+        /// The exchanges on the wire, in order.
+        #[serde(default)]
+        wire: Vec<Wire>,
+        /// The expected error (Debug); absent means success.
+        error: Option<String>,
+        /// The tokens after the step.
+        tokens: Option<TokensExpect>,
+    },
+    /// One or several concurrent Domain API calls, driven to their end (refreshes and retries included).
+    ApiCall {
+        /// `METHOD path-and-query`, resolved against the instance.
+        target: String,
+        /// How many callers make this call at once (default 1).
+        #[serde(default = "one")]
+        count: usize,
+        /// The exchanges on the wire, in order.
+        #[serde(default)]
+        wire: Vec<Wire>,
+        /// The expected error of every call (Debug); absent means success.
+        error: Option<String>,
+        /// Whether that error is retryable.
+        retryable: Option<bool>,
+        /// Whether that error means "log in again".
+        login_required: Option<bool>,
+        /// What the store was asked to do: `save`, `clear`.
+        store: Option<Vec<String>>,
+        /// The tokens after the step.
+        tokens: Option<TokensExpect>,
+    },
+    /// The clock moves on.
+    Tick {
+        /// By this many seconds.
+        seconds: u64,
+    },
+    /// The timer fires: the manager's `poll_timeout` is checked, then `handle_timeout` runs.
+    Timeout {
+        /// The expected wake-up time (Unix seconds), or `none`.
+        due: Option<toml::Value>,
+        /// The exchanges on the wire, in order.
+        #[serde(default)]
+        wire: Vec<Wire>,
+        /// What the store was asked to do.
+        store: Option<Vec<String>>,
+        /// The tokens after the step.
+        tokens: Option<TokensExpect>,
+    },
+    /// Checks on captured values, computed by the harness itself.
+    Assert {
+        /// All different.
+        #[serde(default)]
+        distinct: Vec<String>,
+        /// All equal.
+        #[serde(default)]
+        equal: Vec<String>,
+        /// `{ verifier, challenge }`: RFC 7636 form, and challenge = BASE64URL(SHA256(verifier)).
+        pkce_s256: Option<PkcePair>,
+    },
+    /// The OpenID Connect steps (`sign`, `jwk`, `discovery`, `verify_id_token`, `verify_front_channel`,
+    /// `revoke`, `end_session`): see `oidc.rs`.
+    #[serde(untagged)]
+    Oidc(super::oidc::OidcStep),
+}
+
+fn main() -> String {
+    "main".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A verifier and its challenge.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PkcePair {
+    /// The `code_verifier`.
+    pub verifier: String,
+    /// The `code_challenge`.
+    pub challenge: String,
+}
+
+/// One exchange on the wire: what the client must send, and what the server answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wire {
+    /// The request the client must send.
+    pub request: String,
+    /// The server's answer.
+    pub response: Option<String>,
+    /// No answer: the connection failed with this reason (`timeout`, `connection reset`...).
+    pub transport_error: Option<String>,
+}
+
+/// Expected tokens after a step. Strings `none` mean absent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensExpect {
+    /// `false`: no tokens are held.
+    #[serde(default = "yes")]
+    pub present: bool,
+    /// The access token.
+    pub access_token: Option<String>,
+    /// The refresh token, or `none`.
+    pub refresh_token: Option<String>,
+    /// The ID token, or `none`.
+    pub id_token: Option<String>,
+    /// Unix seconds, or `none` (unknown expiry).
+    pub expires_at: Option<toml::Value>,
+    /// The granted scopes, compared as a set.
+    pub scopes: Option<String>,
+}
+
+/// Reads a case file.
+pub fn load(path: &Path) -> Result<Case, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let case: Case = toml::from_str(&text).map_err(|e| one_line(&format!("not a valid case: {e}")))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    if case.id != stem {
+        return Err(format!("the case id `{}` is not the file name `{stem}`", case.id));
+    }
+    for (i, step) in case.steps.iter().enumerate() {
+        Step::deserialize(step.clone()).map_err(|e| one_line(&format!("step {}: {e}", i + 1)))?;
+    }
+    if case.steps.is_empty() {
+        return Err("the case has no steps".to_owned());
+    }
+    Ok(case)
+}
+
+/// Resolves the `${name}` references in every string of `value`.
+pub fn substitute(value: &toml::Value, vars: &BTreeMap<String, String>) -> Result<toml::Value, String> {
+    Ok(match value {
+        toml::Value::String(s) => toml::Value::String(substitute_str(s, vars)?),
+        toml::Value::Array(a) => {
+            toml::Value::Array(a.iter().map(|v| substitute(v, vars)).collect::<Result<_, _>>()?)
+        }
+        toml::Value::Table(t) => toml::Value::Table(
+            t.iter().map(|(k, v)| Ok((k.clone(), substitute(v, vars)?))).collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// Resolves `${name}` in one string; an unknown name is an error (never left as text).
+pub fn substitute_str(s: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in `{}`", excerpt(s)))?;
+        let name = &after[..end];
+        let value = vars.get(name).ok_or_else(|| format!("unknown value `${{{name}}}`"))?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The first line of a message, for error reports.
+pub fn one_line(s: &str) -> String {
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" / ")
+}
+
+fn excerpt(s: &str) -> String {
+    s.chars().take(60).collect()
+}

@@ -1,0 +1,5 @@
+//! Project tasks, as a library so that `cargo test` runs them too.
+//!
+//! - [`conformance`]: the fixtures in `fixtures/`, one case per file, run against the core.
+
+pub mod conformance;
