@@ -407,7 +407,8 @@ impl ClientConfig {
 /// A cache of the issuer's keys that decides, without I/O, when to fetch them (catalogue D7).
 ///
 /// The rule: the keys are fetched when there are none yet, and fetched again when a token names a `kid`
-/// the set lacks (or, without a `kid`, when no key fits its algorithm), but **at most once per
+/// the set lacks (or, without a `kid`, when no key fits its algorithm), never for a token whose algorithm
+/// the client does not accept (`none`, `HS256`) or whose header is unreadable, and **at most once per
 /// [`refetch interval`](Self::with_refetch_interval)** (default 60 s) measured with the `now` given. A
 /// token whose key is still unknown after that is rejected by the verification. A fetch attempt counts
 /// when the request is handed out, so an adapter whose request fails cannot loop.
@@ -508,11 +509,14 @@ impl KeyCache {
         token: &IdToken,
         now: SystemTime,
     ) -> Option<http::Request<Vec<u8>>> {
-        let needed = self.fetched_at.is_none() || {
-            match crate::id_token::header_kid_alg(token) {
-                Some((kid, alg)) => !matches!(self.keys.select(kid.as_deref(), alg), Selection::Keys(_)),
-                // An unreadable token, or an algorithm never accepted: no key would help.
-                None => false,
+        let needed = match crate::id_token::header_kid_alg(token) {
+            // An algorithm this client does not accept (`none`, `HS256`...) or an unreadable header:
+            // no key would help, so nothing is fetched.
+            Some((_, alg)) if !client.id_token_signing_algs().contains(&alg) => false,
+            None => false,
+            Some((kid, alg)) => {
+                self.fetched_at.is_none()
+                    || !matches!(self.keys.select(kid.as_deref(), alg), Selection::Keys(_))
             }
         };
         if !needed || !self.may_fetch(now) {
