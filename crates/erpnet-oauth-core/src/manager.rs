@@ -413,8 +413,13 @@ impl TokenManager {
                 self.state = State::Persisting(id, tokens.clone());
                 self.outputs.push_back(Output::Persist { id, tokens });
             }
-            Err(e) if e.is_invalid_grant() && self.options.renewal == Renewal::RefreshToken => {
-                let TokenError::OAuth { error, .. } = e else { return };
+            // `invalid_grant` comes with a 400 (RFC 6749 §5.2); on a 5xx the server is failing, and the
+            // tokens are kept like on any other 5xx (catalogue E6).
+            Err(TokenError::OAuth { status, error })
+                if error.is("invalid_grant")
+                    && status < 500
+                    && self.options.renewal == Renewal::RefreshToken =>
+            {
                 self.state = State::Idle;
                 self.tokens = None;
                 self.generation += 1;
@@ -659,5 +664,22 @@ mod tests {
         m.handle_refresh_failure(id, "connection reset", now());
         assert!(matches!(m.access_token(&mut call, now()), Access::Failed(RefreshError::Transport(_))));
         assert!(matches!(m.access_token(&mut call, now()), Access::Ready(_)));
+    }
+
+    // Found by tests/no_panic.rs: an `invalid_grant` body on a 5xx answer dropped the tokens.
+    #[test]
+    fn invalid_grant_on_a_5xx_keeps_the_tokens() {
+        for (status, kept) in [(500, true), (503, true), (400, false), (401, false)] {
+            let mut m = manager(tokens(0, now()));
+            assert!(m.force_refresh());
+            let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+            let answer = http::Response::builder()
+                .status(status)
+                .body(br#"{"error":"invalid_grant"}"#.to_vec())
+                .unwrap();
+            m.handle_refresh_response(id, &answer, now());
+            assert_eq!(m.tokens().is_some(), kept, "HTTP {status}");
+            assert_eq!(matches!(m.poll_output(), Some(Output::Clear)), !kept, "HTTP {status}");
+        }
     }
 }

@@ -616,7 +616,9 @@ fn refresh_response(
             (Some(oauth(*status, "invalid_client")), Verdict::Reject(Why::Token))
         }
         RefreshAnswer::ServerError { status, json } => {
-            let r = if *json { oauth(*status, "server_error") } else { response(*status, &[], "") };
+            // An `invalid_grant` body on a 5xx is a failing server, not a rejected grant: tokens kept.
+            let error = if status % 2 == 0 { "server_error" } else { "invalid_grant" };
+            let r = if *json { oauth(*status, error) } else { response(*status, &[], "") };
             (Some(r), Verdict::Reject(Why::Token))
         }
         RefreshAnswer::Html { status } => (
