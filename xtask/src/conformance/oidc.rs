@@ -142,15 +142,22 @@ pub trait OidcDriver {
     /// Whether the client requires RFC 9207 `iss` in callbacks.
     fn iss_parameter_supported(&self) -> Harness<bool>;
     /// Verifies `token` (or the last login's) at the current time; the `sub`, or the error.
-    fn verify_id_token(&mut self, token: Option<&str>, expect: &Expect, wire: &Wire)
-    -> Harness<Result<String, String>>;
+    fn verify_id_token(
+        &mut self,
+        token: Option<&str>,
+        expect: &Expect,
+        wire: &Wire,
+    ) -> Harness<Result<String, String>>;
     /// Verifies login `login`'s front-channel ID token; a rejection ends the login.
     fn verify_front_channel(&mut self, login: &str, wire: &Wire) -> Harness<Result<(), String>>;
     /// Revokes the held refresh token, then forgets the tokens; the error and whether it is retryable.
     fn revoke(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>>;
     /// The end-session URL.
-    fn end_session(&mut self, post_logout_redirect_uri: Option<&str>, state: Option<&str>)
-    -> Harness<Result<String, String>>;
+    fn end_session(
+        &mut self,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
+    ) -> Harness<Result<String, String>>;
 }
 
 /// Runs one OpenID Connect step.
@@ -168,7 +175,14 @@ pub fn run_step(
             if let Some(c) = c_hash_of {
                 claims["c_hash"] = half_hash(&c).into();
             }
-            let token = sign(key.as_deref(), kid.as_deref(), alg.as_deref(), hmac_secret.as_deref(), &header, &claims)?;
+            let token = sign(
+                key.as_deref(),
+                kid.as_deref(),
+                alg.as_deref(),
+                hmac_secret.as_deref(),
+                &header,
+                &claims,
+            )?;
             vars.insert(name, token);
             Ok(())
         }
@@ -208,7 +222,9 @@ pub fn run_step(
             *vars = wire.finish()?;
             match (result, error) {
                 (Ok(got), None) => match sub {
-                    Some(want) if want != got => Err(format!("the verified sub is `{got}`, expected `{want}`")),
+                    Some(want) if want != got => {
+                        Err(format!("the verified sub is `{got}`, expected `{want}`"))
+                    }
                     _ => Ok(()),
                 },
                 (Ok(_), Some(e)) => Err(format!("expected the error {e}, the ID token was accepted")),
@@ -326,7 +342,9 @@ fn sign(
         (None, Some(TestKey::Rsa(_)), _) => "RS256".to_owned(),
         (None, Some(TestKey::Ec(_)), _) => "ES256".to_owned(),
         (None, None, Some(_)) => "HS256".to_owned(),
-        (None, None, None) => return Err("a sign step needs a key, an hmac_secret or alg = \"none\"".to_owned()),
+        (None, None, None) => {
+            return Err("a sign step needs a key, an hmac_secret or alg = \"none\"".to_owned());
+        }
     };
     let mut header = serde_json::json!({"alg": alg, "typ": "JWT"});
     if let Some(kid) = kid {
@@ -344,7 +362,8 @@ fn sign(
             ring::hmac::sign(&k, input.as_bytes()).as_ref().to_vec()
         }
         (a @ ("RS256" | "PS256"), Some(TestKey::Rsa(k)), _) => {
-            let scheme: &dyn sig::RsaEncoding = if a == "PS256" { &sig::RSA_PSS_SHA256 } else { &sig::RSA_PKCS1_SHA256 };
+            let scheme: &dyn sig::RsaEncoding =
+                if a == "PS256" { &sig::RSA_PSS_SHA256 } else { &sig::RSA_PKCS1_SHA256 };
             let mut out = vec![0; k.public().modulus_len()];
             k.sign(scheme, &rng, input.as_bytes(), &mut out).map_err(|e| format!("signing: {e}"))?;
             out

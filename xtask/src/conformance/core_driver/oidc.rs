@@ -52,7 +52,10 @@ impl OidcDriver for CoreDriver {
     }
 
     fn iss_parameter_supported(&self) -> Harness<bool> {
-        self.run.as_ref().map(|r| r.client.iss_parameter_supported()).ok_or_else(|| "no case started".to_owned())
+        self.run
+            .as_ref()
+            .map(|r| r.client.iss_parameter_supported())
+            .ok_or_else(|| "no case started".to_owned())
     }
 
     fn verify_id_token(
@@ -98,7 +101,9 @@ impl OidcDriver for CoreDriver {
             fetch_keys(run, token, wire);
         }
         let result = match run.logins.get(login) {
-            Some(Slot::Code(exchange)) => exchange.verify_front_channel(&run.client, run.oidc.cache.keys(), run.now),
+            Some(Slot::Code(exchange)) => {
+                exchange.verify_front_channel(&run.client, run.oidc.cache.keys(), run.now)
+            }
             _ => return Err("the code exchange vanished".to_owned()),
         };
         match result {
