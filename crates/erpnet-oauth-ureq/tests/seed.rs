@@ -1,4 +1,5 @@
 //! The seed document, end to end, through the adapter and the loopback redirect listener.
+#![allow(clippy::result_large_err)] // the crate's Error is large on purpose (unboxed core errors)
 
 mod common;
 
