@@ -38,8 +38,16 @@ fn client() -> ClientConfig {
         .unwrap()
 }
 
-fn options() -> ManagerOptions {
-    ManagerOptions { skew: SKEW, retry_backoff: BACKOFF, ..ManagerOptions::default() }
+/// The scopes a client-credentials manager asks for.
+const CC_SCOPES: &str = "DomainApi";
+
+fn options(client_credentials: bool) -> ManagerOptions {
+    let renewal = if client_credentials {
+        erpnet_oauth_core::Renewal::ClientCredentials { scopes: Scopes::parse(CC_SCOPES) }
+    } else {
+        erpnet_oauth_core::Renewal::RefreshToken
+    };
+    ManagerOptions { skew: SKEW, retry_backoff: BACKOFF, renewal }
 }
 
 /// An unsigned ID token with the given subject (the manager only compares iss, sub and aud).
@@ -182,10 +190,12 @@ enum Step {
     Ack {
         which: usize,
     },
-    /// A quick round trip: drain, answer every held refresh request with new rotated tokens, drain, ack.
+    /// A quick round trip: drain, answer every held refresh request with new rotated tokens (after
+    /// re-reading the store, when `shared`), drain, ack.
     Serve {
         expires_in: Option<u64>,
         persist_ok: bool,
+        shared: bool,
     },
     Force,
     Login {
@@ -260,8 +270,8 @@ fn step() -> impl Strategy<Value = Step> {
         12 => (idx.clone(), refresh_answer()).prop_map(|(which, answer)| Step::Refresh { which, answer }),
         6 => (idx.clone(), stored).prop_map(|(which, stored)| Step::Reload { which, stored }),
         8 => idx.prop_map(|which| Step::Ack { which }),
-        3 => (expires_in(), prop::bool::weighted(0.7))
-            .prop_map(|(expires_in, persist_ok)| Step::Serve { expires_in, persist_ok }),
+        3 => (expires_in(), prop::bool::weighted(0.7), any::<bool>())
+            .prop_map(|(expires_in, persist_ok, shared)| Step::Serve { expires_in, persist_ok, shared }),
         3 => Just(Step::Force),
         3 => (prop::bool::weighted(0.9), expires_in()).prop_map(|(rt, expires_in)| Step::Login { rt, expires_in }),
         1 => Just(Step::Logout),
@@ -340,12 +350,12 @@ enum Renewal {
     Idle,
     /// A Refresh output for `rt` is queued, not yet drained.
     Queued {
-        rt: String,
+        rt: Option<String>,
     },
     /// The adapter holds the Refresh request.
     InFlight {
         id: RefreshId,
-        rt: String,
+        rt: Option<String>,
     },
     /// The answer was accepted; the Persist output is queued or being written.
     Persisting {
@@ -357,7 +367,7 @@ enum Renewal {
 /// An output the model expects, in order.
 #[derive(Debug, Clone, PartialEq)]
 enum Expected {
-    Refresh { rt: String },
+    Refresh { rt: Option<String> },
     Persist { tok: Tok },
     Clear,
 }
@@ -366,12 +376,14 @@ enum Expected {
 #[derive(Debug, Clone)]
 struct Outstanding {
     id: RefreshId,
-    rt: String,
+    rt: Option<String>,
     sent: bool,
 }
 
 #[derive(Debug)]
 struct Model {
+    /// Renewal with `client_credentials` instead of the refresh token.
+    cc: bool,
     now: SystemTime,
     cur: Option<Tok>,
     generation: u64,
@@ -395,8 +407,9 @@ struct Model {
 }
 
 impl Model {
-    fn new(initial: Option<Tok>) -> Model {
+    fn new(cc: bool, initial: Option<Tok>) -> Model {
         Model {
+            cc,
             now: UNIX_EPOCH + Duration::from_secs(T0),
             cur: initial.clone(),
             generation: 0,
@@ -441,14 +454,14 @@ impl Model {
     }
 
     fn queue_renewal(&mut self) {
-        let rt =
-            self.cur.as_ref().and_then(|t| t.rt.clone()).expect("model: renewal without a refresh token");
+        assert!(self.can_renew(), "model: renewal impossible");
+        let rt = if self.cc { None } else { self.cur.as_ref().and_then(|t| t.rt.clone()) };
         self.renewal = Renewal::Queued { rt: rt.clone() };
         self.expected.push_back(Expected::Refresh { rt });
     }
 
     fn can_renew(&self) -> bool {
-        self.cur.as_ref().is_some_and(|t| t.rt.is_some())
+        self.cc || self.cur.as_ref().is_some_and(|t| t.rt.is_some())
     }
 
     fn poll_timeout(&self) -> Option<SystemTime> {
@@ -480,6 +493,10 @@ impl Model {
             return Err(None);
         }
         match &self.cur {
+            None if self.cc => {
+                self.queue_renewal();
+                Err(None)
+            }
             None => {
                 self.calls[i].phase = Phase::Done;
                 Err(Some(self.login_required))
@@ -489,7 +506,7 @@ impl Model {
                 self.calls[i].phase = Phase::Sent { generation: self.generation, at: at.clone() };
                 Ok(at)
             }
-            Some(t) if t.rt.is_some() => {
+            Some(_) if self.can_renew() => {
                 self.queue_renewal();
                 Err(None)
             }
@@ -561,6 +578,7 @@ enum Verdict {
 fn refresh_response(
     answer: &RefreshAnswer,
     old: &Tok,
+    cc: bool,
     n: u64,
     now: SystemTime,
 ) -> (Option<http::Response<Vec<u8>>>, Verdict) {
@@ -575,6 +593,16 @@ fn refresh_response(
         RefreshAnswer::Success { rotate, expires_in, id, scope } => {
             let mut body = serde_json::json!({"access_token": format!("at-{n}"), "token_type": "Bearer"});
             let mut tok = old.clone();
+            if cc {
+                // A client-credentials answer stands alone: nothing is carried over from the old tokens.
+                tok = Tok {
+                    at: String::new(),
+                    rt: None,
+                    exp: None,
+                    id: None,
+                    scopes: Scopes::parse(CC_SCOPES),
+                };
+            }
             tok.at = format!("at-{n}");
             tok.exp = expires_in.map(|s| now + Duration::from_secs(s));
             if let Some(s) = expires_in {
@@ -601,6 +629,7 @@ fn refresh_response(
             if let Some(new_id) = new_id {
                 body["id_token"] = new_id.clone().into();
                 match &old.id {
+                    _ if cc => tok.id = Some(new_id),
                     // E4: a new ID token must keep iss, sub and aud; one that cannot be compared is refused.
                     Some(old_id) => match (claims(old_id), claims(&new_id)) {
                         (Some(a), Some(b)) if a == b => tok.id = Some(new_id),
@@ -611,6 +640,7 @@ fn refresh_response(
             }
             (Some(response(200, &[JSON], body.to_string())), verdict.unwrap_or(Verdict::Accept(tok)))
         }
+        RefreshAnswer::InvalidGrant if cc => (Some(oauth(400, "invalid_grant")), Verdict::Reject(Why::Token)),
         RefreshAnswer::InvalidGrant => (Some(oauth(400, "invalid_grant")), Verdict::InvalidGrant),
         RefreshAnswer::OtherOAuth { status } => {
             (Some(oauth(*status, "invalid_client")), Verdict::Reject(Why::Token))
@@ -665,11 +695,11 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(initial: Option<Tok>) -> Harness {
+    fn new(cc: bool, initial: Option<Tok>) -> Harness {
         Harness {
-            sut: TokenManager::new(client(), initial.as_ref().map(Tok::set), options()),
+            sut: TokenManager::new(client(), initial.as_ref().map(Tok::set), options(cc)),
             calls: Vec::new(),
-            m: Model::new(initial),
+            m: Model::new(cc, initial),
         }
     }
 
@@ -722,9 +752,20 @@ impl Harness {
                     self.ack(id, ok);
                 }
             }
-            Step::Serve { expires_in, persist_ok } => {
+            Step::Serve { expires_in, persist_ok, shared } => {
                 self.drain(0, *persist_ok);
                 self.check();
+                if *shared {
+                    // A shared store: re-read it before sending each request.
+                    let unsent: Vec<RefreshId> =
+                        self.m.outstanding.iter().filter(|o| !o.sent).map(|o| o.id).collect();
+                    for id in unsent {
+                        if let Some(k) = self.m.outstanding.iter().position(|o| o.id == id) {
+                            self.reload(k, Stored::FromStore);
+                            self.check();
+                        }
+                    }
+                }
                 while !self.m.outstanding.is_empty() {
                     let answer = RefreshAnswer::Success {
                         rotate: true,
@@ -860,7 +901,7 @@ impl Harness {
         let retries = c.retries;
         let was_retried = c.retried;
         let refused = matches!(answer, ApiAnswer::InvalidToken | ApiAnswer::Bare401 | ApiAnswer::Basic401);
-        if refused && !c.retried && self.m.cur.is_some() {
+        if refused && !c.retried && (self.m.cur.is_some() || self.m.cc) {
             assert_eq!(outcome, ApiOutcome::Retry, "a refused token is renewed and the call retried once");
             note("api: retry");
             let Phase::Sent { generation, .. } = c.phase else { unreachable!() };
@@ -923,14 +964,22 @@ impl Harness {
                     };
                     assert_eq!(request.method(), http::Method::POST);
                     assert_eq!(request.uri(), "https://demodb.my.erp.net/id/connect/token");
-                    assert_eq!(form_field(request.body(), "grant_type").as_deref(), Some("refresh_token"));
+                    let grant = form_field(request.body(), "grant_type");
                     let sent = form_field(request.body(), "refresh_token");
-                    let latest = self.m.cur.as_ref().and_then(|t| t.rt.clone());
-                    assert_eq!(
-                        sent, latest,
-                        "invariant: the refresh request carries the latest refresh token"
-                    );
-                    assert_eq!(sent.as_deref(), Some(rt.as_str()));
+                    if self.m.cc {
+                        assert_eq!(grant.as_deref(), Some("client_credentials"));
+                        assert_eq!(form_field(request.body(), "scope").as_deref(), Some(CC_SCOPES));
+                        assert_eq!(sent, None);
+                        note("client credentials: renewal");
+                    } else {
+                        assert_eq!(grant.as_deref(), Some("refresh_token"));
+                        let latest = self.m.cur.as_ref().and_then(|t| t.rt.clone());
+                        assert_eq!(
+                            sent, latest,
+                            "invariant: the refresh request carries the latest refresh token"
+                        );
+                    }
+                    assert_eq!(sent, rt);
                     assert!(!self.m.seen_ids.contains(&id), "a renewal id is used once");
                     self.m.seen_ids.push(id);
                     assert_eq!(self.m.renewal, Renewal::Queued { rt: rt.clone() });
@@ -941,7 +990,12 @@ impl Harness {
                         note("drain: refresh while an abandoned one is unanswered");
                     }
                     for o in &self.m.outstanding {
-                        assert_ne!(o.rt, rt, "invariant: two refresh requests with the same refresh token");
+                        if rt.is_some() {
+                            assert_ne!(
+                                o.rt, rt,
+                                "invariant: two refresh requests with the same refresh token"
+                            );
+                        }
                     }
                     self.m.renewal = Renewal::InFlight { id, rt: rt.clone() };
                     self.m.outstanding.push(Outstanding { id, rt, sent: false });
@@ -976,12 +1030,14 @@ impl Harness {
         let n = self.m.next();
         let live = matches!(&self.m.renewal, Renewal::InFlight { id, .. } if *id == o.id);
         let old = self.m.cur.clone();
+        let cc = self.m.cc;
         let (resp, verdict) = match &old {
-            Some(old) => refresh_response(answer, old, n, now),
+            Some(old) => refresh_response(answer, old, cc, n, now),
             // No tokens: the answer is stale anyway; any valid-looking answer will do.
             None => refresh_response(
                 answer,
                 &Tok { at: String::new(), rt: None, exp: None, id: None, scopes: Scopes::default() },
+                cc,
                 n,
                 now,
             ),
@@ -1109,7 +1165,7 @@ impl Harness {
     /// waiting gets a token or an error within a few rounds.
     fn settle(&mut self) {
         for _ in 0..4 {
-            self.step(&Step::Serve { expires_in: Some(3600), persist_ok: true });
+            self.step(&Step::Serve { expires_in: Some(3600), persist_ok: true, shared: false });
             let waiting: Vec<usize> =
                 (0..self.m.calls.len()).filter(|&i| self.m.calls[i].phase == Phase::Need).collect();
             if waiting.is_empty() {
@@ -1135,8 +1191,8 @@ fn note(event: &'static str) {
     EVENTS.with(|e| *e.borrow_mut().entry(event).or_default() += 1);
 }
 
-fn run_case(initial: Option<Tok>, steps: &[Step]) {
-    let mut h = Harness::new(initial);
+fn run_case(cc: bool, initial: Option<Tok>, steps: &[Step]) {
+    let mut h = Harness::new(cc, initial);
     h.check();
     for s in steps {
         h.step(s);
@@ -1155,10 +1211,11 @@ proptest! {
     /// Random interleavings keep the manager in step with the model and every invariant holds.
     #[test]
     fn token_manager_state_machine(
+        cc in prop::bool::weighted(0.2),
         initial in initial(),
         steps in prop::collection::vec(step(), 1..MAX_STEPS),
     ) {
-        run_case(initial, &steps);
+        run_case(cc, initial, &steps);
     }
 }
 
@@ -1172,7 +1229,7 @@ fn the_common_path_is_exercised() {
         id: Some(jwt("admin", T0)),
         scopes: Scopes::erpnet_default(),
     };
-    let mut h = Harness::new(Some(initial));
+    let mut h = Harness::new(false, Some(initial));
     h.step(&Step::Begin);
     h.step(&Step::Begin);
     h.step(&Step::Authorize { call: 0, header: true });
@@ -1205,10 +1262,13 @@ fn the_cases_cover_every_situation() {
         proptest::test_runner::TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
     );
     runner
-        .run(&(initial(), prop::collection::vec(step(), 1..MAX_STEPS)), |(initial, steps)| {
-            run_case(initial, &steps);
-            Ok(())
-        })
+        .run(
+            &(prop::bool::weighted(0.2), initial(), prop::collection::vec(step(), 1..MAX_STEPS)),
+            |(cc, initial, steps)| {
+                run_case(cc, initial, &steps);
+                Ok(())
+            },
+        )
         .unwrap();
     let events = EVENTS.with(|e| e.borrow().clone());
     eprintln!("{events:#?}");
@@ -1243,6 +1303,7 @@ fn the_cases_cover_every_situation() {
         "timer: renewal",
         "force: renewal",
         "tokens dropped",
+        "client credentials: renewal",
     ] {
         assert!(
             events.get(event).copied().unwrap_or(0) >= 3,
