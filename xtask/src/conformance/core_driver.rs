@@ -204,8 +204,7 @@ impl Driver for CoreDriver {
             (None, seed) => Random::Seeded(SeededRandom::new(seed.unwrap_or(0))),
         };
         let manager = TokenManager::new(client.clone(), stored_tokens(setup), options(setup)?);
-        self.run =
-            Some(Run {
+        self.run = Some(Run {
             client,
             now: setup.now,
             rng,
