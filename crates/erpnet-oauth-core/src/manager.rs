@@ -25,7 +25,11 @@
 //! - At most one renewal request is in flight.
 //! - A token known to be expired (or expiring within the skew) is never handed out.
 //! - After a rotation the old refresh token is never sent again.
-//! - Tokens are dropped only when the server answers `invalid_grant`.
+//! - Tokens are dropped only when the server answers `invalid_grant` (with a 4xx status; a 5xx keeps
+//!   them), the adapter finds the shared store empty, or the user logs out.
+//! - A login or logout drops the outputs not yet polled (they belong to the abandoned renewal).
+//! - A renewal failure is reported once to each call that began before it, unless newer tokens came
+//!   in the meantime.
 //! - A call is retried at most once.
 
 use crate::api::{ApiError, check_api_response};

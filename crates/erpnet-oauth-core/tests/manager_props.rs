@@ -1202,7 +1202,7 @@ fn run_case(cc: bool, initial: Option<Tok>, steps: &[Step]) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 1024,
+        cases: 2048,
         max_shrink_iters: 4096,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/manager_props.txt"))),
         ..ProptestConfig::default()
