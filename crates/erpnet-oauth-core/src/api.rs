@@ -101,9 +101,10 @@ fn describe(c: &Option<BearerChallenge>) -> String {
 }
 
 /// Classifies a Domain API response: `Ok` for 1xx-3xx, else the typed error (catalogue F3, F5, F6).
+/// Codes outside RFC 9110's 100-599 (which `http` accepts up to 999) are errors too.
 pub fn check_api_response<B: AsRef<[u8]>>(response: &http::Response<B>) -> Result<(), ApiError> {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
+    if status.is_informational() || status.is_success() || status.is_redirection() {
         return Ok(());
     }
     let headers = response.headers();
