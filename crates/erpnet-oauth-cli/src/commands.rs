@@ -1,0 +1,271 @@
+//! The commands.
+
+use crate::args::{Cli, Command};
+use crate::errors::failure;
+use crate::exit::Failure;
+use crate::settings::{self, Settings};
+use erpnet_oauth_core::id_token::UnverifiedClaims;
+use erpnet_oauth_core::{ProviderMetadata, TokenSet, parse_revocation_response};
+use erpnet_oauth_ureq::{FileStore, HttpOptions, Session, TokenStore as _};
+use std::io::{Read as _, Write as _};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Runs the command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let env = |k: &str| std::env::var(k).ok();
+    match cli.command {
+        Command::HashSecret => hash_secret(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "erpnet-oauth", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Mock { port, config } => crate::demo::mock(port, config.as_deref()),
+        Command::Demo => crate::demo::run(cli.global.verbose),
+        Command::Login { no_browser, wait } => {
+            let settings = Settings::resolve(&cli.global, env)?;
+            crate::login::run(&settings, no_browser, Duration::from_secs(wait))
+        }
+        Command::Token => {
+            let session = open_session(&Settings::resolve(&cli.global, env)?)?;
+            let token = session.access_token().map_err(failure)?;
+            print_line(token.secret())
+        }
+        Command::Refresh => {
+            let session = open_session(&Settings::resolve(&cli.global, env)?)?;
+            session.refresh().map_err(failure)?;
+            eprintln!("Refreshed the access token{}", expiry_note(session.tokens().as_ref()));
+            Ok(())
+        }
+        Command::Call { method, url, data, headers } => {
+            let session = open_session(&Settings::resolve(&cli.global, env)?)?;
+            call(&session, &method, &url, data, &headers)
+        }
+        Command::Status { json } => status(&Settings::resolve(&cli.global, env)?, json),
+        Command::Logout => logout(&Settings::resolve(&cli.global, env)?),
+    }
+}
+
+fn print_line(s: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{s}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::usage(format!("cannot write to stdout: {e}")))
+}
+
+fn http_options(settings: &Settings) -> HttpOptions {
+    HttpOptions::default().timeout(settings.timeout).connect_timeout(settings.timeout)
+}
+
+/// The session of the profile, on its file store. Fails with "login required" when nothing is stored.
+pub fn open_session(settings: &Settings) -> Result<Session, Failure> {
+    if settings.saved.is_none() && !settings.token_path().exists() {
+        return Err(Failure::login_required(format!(
+            "not logged in (profile `{}`): run `erpnet-oauth login`",
+            settings.profile
+        )));
+    }
+    settings.check_saved_matches()?;
+    let discovery = settings.saved_discovery();
+    let client = settings.client(discovery.as_ref(), false)?;
+    let session = Session::builder(client)
+        .store(FileStore::new(settings.token_path()))
+        .http_options(http_options(settings))
+        .build()
+        .map_err(failure)?;
+    if !session.is_logged_in() {
+        return Err(Failure::login_required(format!(
+            "not logged in (profile `{}`): run `erpnet-oauth login`",
+            settings.profile
+        )));
+    }
+    Ok(session)
+}
+
+fn expiry_note(tokens: Option<&TokenSet>) -> String {
+    match tokens.and_then(|t| t.expires_at).and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        Some(d) => format!(" (expires at {} Unix time)", d.as_secs()),
+        None => String::new(),
+    }
+}
+
+fn call(
+    session: &Session,
+    method: &str,
+    url: &str,
+    data: Option<String>,
+    headers: &[String],
+) -> Result<(), Failure> {
+    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| Failure::usage(format!("`{method}` is not an HTTP method")))?;
+    let url = session.client().resolve(url).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut builder = http::Request::builder().method(method).uri(url.as_str());
+    let mut has_accept = false;
+    let mut has_content_type = false;
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| Failure::usage(format!("the header `{h}` is not of the form 'Name: value'")))?;
+        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|_| Failure::usage(format!("`{}` is not a header name", name.trim())))?;
+        if name == http::header::AUTHORIZATION {
+            return Err(Failure::usage("the Authorization header is set by erpnet-oauth itself"));
+        }
+        has_accept |= name == http::header::ACCEPT;
+        has_content_type |= name == http::header::CONTENT_TYPE;
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| Failure::usage(format!("the value of the header `{name}` is not allowed")))?;
+        builder = builder.header(name, value);
+    }
+    if !has_accept {
+        builder = builder.header(http::header::ACCEPT, "application/json");
+    }
+    if data.is_some() && !has_content_type {
+        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let request = builder
+        .body(data.map(String::into_bytes).unwrap_or_default())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let response = session.send(request).map_err(failure)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(response.body())
+        .and_then(|()| if response.body().ends_with(b"\n") { Ok(()) } else { out.write_all(b"\n") })
+        .and_then(|()| out.flush())
+        .map_err(|e| Failure::usage(format!("cannot write to stdout: {e}")))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(Failure::server(format!("the server answered HTTP {}", response.status())))
+    }
+}
+
+fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
+    let store = FileStore::new(settings.token_path());
+    let tokens = store.load().map_err(|e| failure(e.into()))?;
+    let subject = tokens
+        .as_ref()
+        .and_then(|t| t.id_token.as_ref())
+        .and_then(|t| UnverifiedClaims::decode(t).ok())
+        .and_then(|c| c.value.get("sub").and_then(|s| s.as_str()).map(str::to_owned));
+    let scopes: Vec<String> =
+        tokens.as_ref().map(|t| t.scopes.iter().map(str::to_owned).collect()).unwrap_or_default();
+    let expires_at = tokens
+        .as_ref()
+        .and_then(|t| t.expires_at)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs());
+    let has_refresh_token = tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
+    if json {
+        let value = serde_json::json!({
+            "profile": settings.profile,
+            "logged_in": tokens.is_some(),
+            "instance": settings.instance,
+            "client_id": settings.client_id,
+            "subject": subject,
+            "scopes": scopes,
+            "access_token_expires_at": expires_at,
+            "has_refresh_token": has_refresh_token,
+        });
+        return print_line(&value.to_string());
+    }
+    let or_none = |v: Option<&str>| v.unwrap_or("(not set)").to_owned();
+    let mut lines = vec![
+        format!("profile:       {}", settings.profile),
+        format!("instance:      {}", or_none(settings.instance.as_deref())),
+        format!("client id:     {}", or_none(settings.client_id.as_deref())),
+    ];
+    match &tokens {
+        None => lines.push("logged in:     no (run `erpnet-oauth login`)".to_owned()),
+        Some(_) => {
+            lines.push(format!("subject:       {}", subject.as_deref().unwrap_or("(unknown: no ID token)")));
+            lines.push(format!("scopes:        {}", scopes.join(" ")));
+            lines.push(format!(
+                "access token:  {}",
+                match expires_at {
+                    Some(at) => {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        if at > now {
+                            format!("expires at {at} (Unix time), in {} s", at - now)
+                        } else {
+                            format!("expired at {at} (Unix time); the next use refreshes it")
+                        }
+                    }
+                    None => "expiry unknown".to_owned(),
+                }
+            ));
+            lines.push(format!("refresh token: {}", if has_refresh_token { "held" } else { "none" }));
+        }
+    }
+    print_line(&lines.join("\n"))
+}
+
+fn logout(settings: &Settings) -> Result<(), Failure> {
+    let store = FileStore::new(settings.token_path());
+    let tokens = store.load().map_err(|e| failure(e.into()))?;
+    let Some(tokens) = tokens else {
+        settings::remove_profile(settings)?;
+        eprintln!("Not logged in (profile `{}`); nothing to do", settings.profile);
+        return Ok(());
+    };
+    // Revoke at the server when it offers revocation, with the same client authentication as at the
+    // token endpoint. Local logout happens whatever the outcome.
+    if let (Some(rt), Ok(client)) =
+        (&tokens.refresh_token, settings.client(settings.saved_discovery().as_ref(), false))
+    {
+        match client.revocation_request(rt) {
+            Ok(request) => {
+                let http = erpnet_oauth_ureq::HttpClient::new(http_options(settings));
+                match http.send_token_request(&request) {
+                    Ok(response) => match parse_revocation_response(&response) {
+                        Ok(()) => eprintln!("Revoked the refresh token at the server"),
+                        Err(e) => eprintln!("warning: the server did not revoke the refresh token: {e}"),
+                    },
+                    Err(e) => eprintln!("warning: could not reach the revocation endpoint: {e}"),
+                }
+            }
+            Err(e) => eprintln!("warning: not revoking at the server: {e}"),
+        }
+    }
+    let _lock = store.lock().map_err(|e| failure(e.into()))?;
+    store.clear().map_err(|e| failure(e.into()))?;
+    settings::remove_profile(settings)?;
+    eprintln!("Logged out (profile `{}`): the stored tokens were deleted", settings.profile);
+    Ok(())
+}
+
+fn hash_secret() -> Result<(), Failure> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .map_err(|e| Failure::usage(format!("cannot read the secret from stdin: {e}")))?;
+    let secret = input.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&input);
+    if secret.is_empty() {
+        return Err(Failure::usage(
+            "no secret on stdin (try: printf '%s' \"$SECRET\" | erpnet-oauth hash-secret)",
+        ));
+    }
+    print_line(&erpnet_oauth_core::ClientSecret::new(secret).erpnet_hash())
+}
+
+/// Fetches and validates the discovery document; `None` when it is unavailable (ERP.net's paths are used).
+pub fn discover(
+    settings: &Settings,
+    http: &erpnet_oauth_ureq::HttpClient,
+) -> Result<Option<(ProviderMetadata, serde_json::Value)>, Failure> {
+    let base = settings.client(None, false)?;
+    let request = base.discovery_request();
+    let response = match http.send_token_request(&request) {
+        Ok(r) => r,
+        Err(e) => return Err(failure(e)),
+    };
+    if !response.status().is_success() {
+        return Ok(None);
+    }
+    let metadata = ProviderMetadata::parse(&response, base.issuer())
+        .map_err(|e| Failure::server(format!("the discovery document was rejected: {e}")))?;
+    let raw = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
+    Ok(Some((metadata, raw)))
+}

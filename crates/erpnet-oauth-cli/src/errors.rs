@@ -1,0 +1,38 @@
+//! From the adapter's typed errors to the documented exit codes, with a hint of what to do next.
+
+use crate::exit::Failure;
+use erpnet_oauth_core::{LoginRequired, RefreshError};
+use erpnet_oauth_ureq::Error;
+
+/// The failure for `error`: its exit code and one line.
+pub fn failure(error: Error) -> Failure {
+    match &error {
+        Error::Refresh(RefreshError::LoginRequired(reason)) => Failure::login_required(match reason {
+            LoginRequired::Rejected(e) => format!(
+                "the refresh token was rejected ({}): run `erpnet-oauth login` again",
+                e.error
+            ),
+            LoginRequired::NoTokens => "not logged in: run `erpnet-oauth login`".to_owned(),
+            LoginRequired::NoRefreshToken => {
+                "the access token has expired and there is no refresh token (was `offline_access` requested?): \
+                 run `erpnet-oauth login`"
+                    .to_owned()
+            }
+            _ => format!("{error}: run `erpnet-oauth login`"),
+        }),
+        Error::Refresh(RefreshError::Transport(_)) => Failure::network(format!("{error}; try again")),
+        Error::Refresh(RefreshError::Persist(_)) | Error::Store(_) => {
+            Failure::usage(format!("{error}; check that --store points to a writable directory"))
+        }
+        Error::Refresh(_) | Error::Token(_) | Error::Callback(_) | Error::Api(_) | Error::BodyTooLarge { .. } => {
+            Failure::server(error.to_string())
+        }
+        Error::Dns(_) | Error::Connect(_) | Error::Tls(_) | Error::Timeout(_) | Error::Io(_) => {
+            Failure::network(format!("{error}; check --instance and the network (--timeout sets the limit)"))
+        }
+        Error::Config(_) | Error::Build(_) | Error::Listener(_) => Failure::usage(error.to_string()),
+        Error::LoginTimeout(_) => Failure::login_required(format!("{error}; run `erpnet-oauth login` again")),
+        Error::Cancelled => Failure::login_required("login cancelled; no tokens were stored"),
+        _ => Failure::server(error.to_string()),
+    }
+}

@@ -1,0 +1,53 @@
+//! Exit codes and the one-line error every failure prints: a contract with users' scripts.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// 2: usage or configuration error.
+    Usage = 2,
+    /// 3: login required (no stored tokens, or the refresh token was rejected).
+    LoginRequired = 3,
+    /// 4: the server answered with an error or broke the protocol.
+    Server = 4,
+    /// 5: network failure or timeout.
+    Network = 5,
+}
+
+/// A failure: its exit code and one line for stderr (never a token or secret).
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { code: Code::Usage, message: message.into() }
+    }
+
+    pub fn login_required(message: impl Into<String>) -> Self {
+        Failure { code: Code::LoginRequired, message: message.into() }
+    }
+
+    pub fn server(message: impl Into<String>) -> Self {
+        Failure { code: Code::Server, message: message.into() }
+    }
+
+    pub fn network(message: impl Into<String>) -> Self {
+        Failure { code: Code::Network, message: message.into() }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code as u8)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, whatever the message holds.
+        f.write_str(&self.message.replace(['\n', '\r'], " "))
+    }
+}

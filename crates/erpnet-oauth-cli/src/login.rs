@@ -1,0 +1,151 @@
+//! `erpnet-oauth login`: the authorization code flow with PKCE, state and nonce, through the system
+//! browser and a listener on the loopback redirect URI.
+
+use crate::commands::discover;
+use crate::errors::failure;
+use crate::exit::Failure;
+use crate::settings::{self, SavedProfile, Settings};
+use erpnet_oauth_core::{AuthorizationRequest, is_loopback};
+use erpnet_oauth_ureq::{FileStore, HttpClient, HttpOptions, RedirectListener, Session};
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), Failure> {
+    settings.instance()?;
+    settings.client_id()?;
+    let redirect = settings.redirect_uri.as_deref().ok_or_else(|| {
+        Failure::usage(
+            "no redirect URI: pass --redirect-uri URI or set ERPNET_REDIRECT_URI (a loopback address \
+             registered in the trusted application's ImpersonateLoginUrl, e.g. http://127.0.0.1:8400/signin-callback)",
+        )
+    })?;
+    check_redirect(redirect)?;
+    settings::create_store_dir(&settings.store_dir)?;
+    check_writable(settings)?;
+
+    // Listen before the browser is sent anywhere.
+    let listener = RedirectListener::bind(redirect).map_err(failure)?.timeout(wait);
+    let cancel = listener.cancel_handle();
+    // Ctrl-C stops the wait cleanly (the handler can only be set once per process).
+    let _ = ctrlc::set_handler(move || cancel.cancel());
+
+    let options = HttpOptions::default().timeout(settings.timeout).connect_timeout(settings.timeout);
+    let http = HttpClient::new(options.clone());
+    let discovered = discover(settings, &http)?;
+    let client = settings.client(discovered.as_ref().map(|(m, _)| m), true)?;
+    let session = Session::builder(client)
+        .store(FileStore::new(settings.token_path()))
+        .http_options(options)
+        .build()
+        .map_err(failure)?;
+    let pending = session.start_login(AuthorizationRequest::new().scope(&settings.scope)).map_err(failure)?;
+
+    if no_browser {
+        eprintln!("{}", pending.authorize_url());
+    } else {
+        eprintln!("Opening the ERP.net login page in your browser. If it does not open, visit:");
+        eprintln!("{}", pending.authorize_url());
+        if let Err(e) = open_browser(pending.authorize_url()) {
+            eprintln!("(could not start a browser: {e})");
+        }
+    }
+
+    let spinner = Spinner::start("Waiting for the login in the browser (Ctrl-C to cancel)");
+    let received = listener.wait();
+    spinner.stop();
+    let callback = received.map_err(failure)?;
+    let login = session.finish_login(pending, callback.as_callback()).map_err(failure)?;
+
+    let saved = SavedProfile {
+        instance: settings.instance()?.to_owned(),
+        client_id: settings.client_id()?.to_owned(),
+        redirect_uri: Some(redirect.to_owned()),
+        scope: Some(settings.scope.clone()),
+        discovery: discovered.map(|(_, raw)| raw),
+    };
+    settings::write_profile(settings, &saved)?;
+    let subject = login
+        .id_token
+        .as_ref()
+        .and_then(|t| erpnet_oauth_core::id_token::UnverifiedClaims::decode(t).ok())
+        .and_then(|c| c.value.get("sub").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "(no ID token)".to_owned());
+    eprintln!("Logged in as {subject}");
+    Ok(())
+}
+
+/// The redirect URI must be plain http on a loopback address with the path `login` listens on.
+fn check_redirect(redirect: &str) -> Result<(), Failure> {
+    let url = url::Url::parse(redirect)
+        .map_err(|e| Failure::usage(format!("the redirect URI `{redirect}` is not a URL ({e})")))?;
+    if url.scheme() != "http" || !is_loopback(&url) {
+        return Err(Failure::usage(format!(
+            "the redirect URI `{redirect}` is not a loopback http address; `login` listens on it, so it must \
+             be http://127.0.0.1:PORT/PATH or http://localhost:PORT/PATH (registered as is in ImpersonateLoginUrl)"
+        )));
+    }
+    Ok(())
+}
+
+fn check_writable(settings: &Settings) -> Result<(), Failure> {
+    let probe = settings.store_dir.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).map_err(|e| {
+        Failure::usage(format!(
+            "the store directory {} is not writable ({e}); pass --store DIR with a writable directory",
+            settings.store_dir.display()
+        ))
+    })
+}
+
+fn open_browser(url: &str) -> std::io::Result<()> {
+    let mut cmd = if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/C", "start", ""]);
+        c
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    cmd.arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
+
+/// A progress line on stderr while waiting, only when stderr is a terminal.
+struct Spinner {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    fn start(message: &'static str) -> Spinner {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = std::io::stderr().is_terminal().then(|| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let frames = ['|', '/', '-', '\\'];
+                let mut i = 0usize;
+                while !done.load(Ordering::Relaxed) {
+                    eprint!("\r{} {message}", frames.get(i % frames.len()).copied().unwrap_or('|'));
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(120));
+                }
+                eprint!("\r{}\r", " ".repeat(message.len() + 2));
+            })
+        });
+        Spinner { done, thread }
+    }
+
+    fn stop(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Where the settings come from: flag, else environment variable, else what `login` saved for the profile.
+
+use crate::args::Global;
+use crate::exit::Failure;
+use erpnet_oauth_core::{ClientConfig, ClientSecret, ProviderMetadata};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The default scopes: the seed's.
+pub const DEFAULT_SCOPE: &str = "openid profile offline_access DomainApi";
+
+/// What `login` remembers about a profile, so that later commands need no flags. No secret, no token.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SavedProfile {
+    pub instance: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub redirect_uri: Option<String>,
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The discovery document fetched at login, as received (validated again on every use).
+    #[serde(default)]
+    pub discovery: Option<serde_json::Value>,
+}
+
+/// The resolved settings of one invocation.
+#[derive(Debug)]
+pub struct Settings {
+    pub instance: Option<String>,
+    pub client_id: Option<String>,
+    pub secret: Option<ClientSecret>,
+    pub redirect_uri: Option<String>,
+    pub scope: String,
+    pub store_dir: PathBuf,
+    pub profile: String,
+    pub timeout: Duration,
+    pub allow_insecure_http: bool,
+    pub saved: Option<SavedProfile>,
+}
+
+impl Settings {
+    /// Resolves the settings. `env` looks up environment variables (a parameter so tests can pass a map).
+    pub fn resolve(global: &Global, env: impl Fn(&str) -> Option<String>) -> Result<Settings, Failure> {
+        let profile = global.profile.clone();
+        if profile.is_empty()
+            || profile.len() > 64
+            || !profile.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            || profile.starts_with('.')
+        {
+            return Err(Failure::usage(format!(
+                "the profile name `{profile}` is not allowed: use letters, digits, '-', '_' and '.'"
+            )));
+        }
+        let store_dir = match &global.store {
+            Some(dir) => dir.clone(),
+            None => default_store_dir(&env).ok_or_else(|| {
+                Failure::usage("no store directory: pass --store DIR or set ERPNET_OAUTH_STORE")
+            })?,
+        };
+        let saved = read_profile(&store_dir, &profile)?;
+        let secret = match &global.client_secret_file {
+            Some(path) => Some(read_secret_file(path)?),
+            None => env("ERPNET_CLIENT_SECRET").filter(|s| !s.is_empty()).map(ClientSecret::new),
+        };
+        let instance = global.instance.clone().or_else(|| saved.as_ref().map(|s| s.instance.clone()));
+        let client_id = global.client_id.clone().or_else(|| saved.as_ref().map(|s| s.client_id.clone()));
+        let redirect_uri =
+            global.redirect_uri.clone().or_else(|| saved.as_ref().and_then(|s| s.redirect_uri.clone()));
+        let scope = global
+            .scope
+            .clone()
+            .or_else(|| saved.as_ref().and_then(|s| s.scope.clone()))
+            .unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+        Ok(Settings {
+            instance,
+            client_id,
+            secret,
+            redirect_uri,
+            scope,
+            store_dir,
+            profile,
+            timeout: Duration::from_secs(global.timeout),
+            allow_insecure_http: global.allow_insecure_http,
+            saved,
+        })
+    }
+
+    /// The token file of the profile.
+    pub fn token_path(&self) -> PathBuf {
+        self.store_dir.join(format!("{}.tokens.json", self.profile))
+    }
+
+    /// The settings file of the profile.
+    pub fn profile_path(&self) -> PathBuf {
+        profile_path(&self.store_dir, &self.profile)
+    }
+
+    pub fn instance(&self) -> Result<&str, Failure> {
+        self.instance.as_deref().ok_or_else(|| {
+            Failure::usage(
+                "no instance: pass --instance URL or set ERPNET_INSTANCE (e.g. https://demodb.my.erp.net)",
+            )
+        })
+    }
+
+    pub fn client_id(&self) -> Result<&str, Failure> {
+        self.client_id.as_deref().ok_or_else(|| {
+            Failure::usage("no client id: pass --client-id ID or set ERPNET_CLIENT_ID (the trusted application's ApplicationUri)")
+        })
+    }
+
+    /// Whether the saved login belongs to the instance and client given now.
+    pub fn check_saved_matches(&self) -> Result<(), Failure> {
+        if let Some(saved) = &self.saved {
+            let instance = self.instance()?;
+            if !same_instance(&saved.instance, instance) || saved.client_id != self.client_id()? {
+                return Err(Failure::usage(format!(
+                    "the profile `{}` holds a login to {} as {}, not {} as {}: run `erpnet-oauth login` or use another --profile",
+                    self.profile,
+                    saved.instance,
+                    saved.client_id,
+                    instance,
+                    self.client_id()?
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client configuration. `discovered` (from this login, or saved by it) replaces ERP.net's default
+    /// endpoints.
+    pub fn client(
+        &self,
+        discovered: Option<&ProviderMetadata>,
+        with_redirect: bool,
+    ) -> Result<ClientConfig, Failure> {
+        let instance = self.instance()?;
+        let mut builder =
+            ClientConfig::builder(instance, self.client_id()?).allow_insecure_http(self.allow_insecure_http);
+        if let Some(secret) = &self.secret {
+            builder = builder.client_secret(secret.clone());
+        }
+        if with_redirect {
+            let redirect = self.redirect_uri.as_deref().ok_or_else(|| {
+                Failure::usage(
+                    "no redirect URI: pass --redirect-uri URI or set ERPNET_REDIRECT_URI \
+                     (a loopback address registered in the trusted application's ImpersonateLoginUrl, \
+                     e.g. http://127.0.0.1:8400/signin-callback)",
+                )
+            })?;
+            builder = builder.redirect_uri(redirect);
+        }
+        if let Some(d) = discovered {
+            builder = builder.provider(d);
+        }
+        builder.build().map_err(|e| Failure::usage(e.to_string()))
+    }
+
+    /// The saved discovery document of this profile, validated again, when it is for the instance in use.
+    pub fn saved_discovery(&self) -> Option<ProviderMetadata> {
+        let saved = self.saved.as_ref()?;
+        let instance = self.instance.as_deref()?;
+        if !same_instance(&saved.instance, instance) {
+            return None;
+        }
+        let doc = serde_json::to_vec(saved.discovery.as_ref()?).ok()?;
+        ProviderMetadata::from_json(&doc, &expected_issuer(instance)).ok()
+    }
+}
+
+/// ERP.net's issuer for an instance: `{instance}/id`, as the core computes it.
+pub fn expected_issuer(instance: &str) -> String {
+    ClientConfig::builder(instance, "-")
+        .allow_insecure_http(true)
+        .build()
+        .map(|c| c.issuer().to_owned())
+        .unwrap_or_else(|_| format!("{}/id", instance.trim_end_matches('/')))
+}
+
+fn same_instance(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+fn profile_path(dir: &Path, profile: &str) -> PathBuf {
+    dir.join(format!("{profile}.profile.json"))
+}
+
+fn read_profile(dir: &Path, profile: &str) -> Result<Option<SavedProfile>, Failure> {
+    let path = profile_path(dir, profile);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Failure::usage(format!(
+                "{} is not a valid profile file ({e}); remove it and run `erpnet-oauth login`",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Failure::usage(format!("cannot read {}: {e}", path.display()))),
+    }
+}
+
+/// Writes the profile file atomically (temporary file, then rename).
+pub fn write_profile(settings: &Settings, profile: &SavedProfile) -> Result<(), Failure> {
+    let path = settings.profile_path();
+    let fail = |e: std::io::Error| {
+        Failure::usage(format!(
+            "cannot write {}: {e}; check that --store points to a writable directory",
+            path.display()
+        ))
+    };
+    create_store_dir(&settings.store_dir)?;
+    let json = serde_json::to_vec_pretty(profile).map_err(|e| Failure::usage(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json).map_err(fail)?;
+    std::fs::rename(&tmp, &path).map_err(fail)
+}
+
+/// Removes the profile file (logout).
+pub fn remove_profile(settings: &Settings) -> Result<(), Failure> {
+    match std::fs::remove_file(settings.profile_path()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Failure::usage(format!("cannot remove {}: {e}", settings.profile_path().display()))),
+    }
+}
+
+/// Creates the store directory (mode 0700 on Unix).
+pub fn create_store_dir(dir: &Path) -> Result<(), Failure> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|e| {
+        Failure::usage(format!(
+            "cannot create the store directory {}: {e}; pass --store DIR with a writable directory",
+            dir.display()
+        ))
+    })
+}
+
+fn read_secret_file(path: &Path) -> Result<ClientSecret, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("cannot read the client secret file {}: {e}", path.display())))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.is_empty() {
+        return Err(Failure::usage(format!("the client secret file {} is empty", path.display())));
+    }
+    Ok(ClientSecret::new(secret))
+}
+
+/// The platform's config directory, `erpnet-oauth/` inside it.
+fn default_store_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = if cfg!(windows) {
+        non_empty("APPDATA")
+    } else if cfg!(target_os = "macos") {
+        non_empty("HOME").map(|h| h.join("Library").join("Application Support"))
+    } else {
+        non_empty("XDG_CONFIG_HOME").or_else(|| non_empty("HOME").map(|h| h.join(".config")))
+    }?;
+    Some(base.join("erpnet-oauth"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn global(args: &[&str]) -> Global {
+        let mut full = vec!["erpnet-oauth"];
+        full.extend_from_slice(args);
+        full.push("status");
+        crate::args::Cli::parse_from(full).global
+    }
+
+    #[test]
+    fn default_store_dir_follows_xdg() {
+        let env = |k: &str| match k {
+            "XDG_CONFIG_HOME" => Some("/x/conf".to_owned()),
+            "HOME" => Some("/home/u".to_owned()),
+            _ => None,
+        };
+        if cfg!(all(unix, not(target_os = "macos"))) {
+            assert_eq!(default_store_dir(&env), Some(PathBuf::from("/x/conf/erpnet-oauth")));
+            let home_only = |k: &str| (k == "HOME").then(|| "/home/u".to_owned());
+            assert_eq!(default_store_dir(&home_only), Some(PathBuf::from("/home/u/.config/erpnet-oauth")));
+        }
+    }
+
+    #[test]
+    fn profile_names_cannot_escape_the_store() {
+        for bad in ["../x", "a/b", ".hidden", ""] {
+            let g = global(&["--store", "/tmp/none", "--profile", bad]);
+            assert_eq!(Settings::resolve(&g, |_| None).unwrap_err().code, crate::exit::Code::Usage, "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_from_env_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = global(&["--store", dir.path().to_str().unwrap()]);
+        let s =
+            Settings::resolve(&g, |k| (k == "ERPNET_CLIENT_SECRET").then(|| "s3cret".to_owned())).unwrap();
+        assert_eq!(s.secret.as_ref().map(|s| s.secret()), Some("s3cret"));
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let g = global(&[
+            "--store",
+            dir.path().to_str().unwrap(),
+            "--client-secret-file",
+            file.to_str().unwrap(),
+        ]);
+        let s = Settings::resolve(&g, |_| Some("ignored".to_owned())).unwrap();
+        assert_eq!(s.secret.as_ref().map(|s| s.secret()), Some("from-file"));
+        assert!(!format!("{s:?}").contains("from-file"));
+    }
+}
