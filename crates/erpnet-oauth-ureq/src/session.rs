@@ -251,8 +251,7 @@ impl Session {
     /// against the instance; an absolute URL is used as is (plain http only to loopback hosts, unless
     /// allowed in the configuration). See [`Self::send`].
     pub fn get(&self, path_or_url: &str) -> Result<http::Response<Vec<u8>>, Error> {
-        let url = self.client.resolve(path_or_url)?;
-        let request = http::Request::get(url.as_str())
+        let request = http::Request::get(self.request_uri(path_or_url)?)
             .header(http::header::ACCEPT, "application/json")
             .body(Vec::new())
             .map_err(|e| Error::Http(e.to_string()))?;
@@ -289,6 +288,20 @@ impl Session {
         self.changed.notify_all();
         self.store.clear()?;
         Ok(previous)
+    }
+
+    /// `path_or_url` as a request URI. A plain path (`/api/...`) is appended to the instance URL, which
+    /// was checked when the configuration was built; anything else goes through
+    /// [`ClientConfig::resolve`] (joining, encoding, the plain-http rule).
+    fn request_uri(&self, path_or_url: &str) -> Result<http::Uri, Error> {
+        if path_or_url.starts_with('/') && !path_or_url.starts_with("//") {
+            let base = self.client.instance().as_str().trim_end_matches('/');
+            if let Ok(uri) = http::Uri::try_from(format!("{base}{path_or_url}")) {
+                return Ok(uri);
+            }
+        }
+        let url = self.client.resolve(path_or_url)?;
+        http::Uri::try_from(url.as_str()).map_err(|e| Error::Http(e.to_string()))
     }
 
     fn lock(&self) -> MutexGuard<'_, TokenManager> {

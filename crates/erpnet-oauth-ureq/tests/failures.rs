@@ -347,3 +347,19 @@ fn a_redirect_from_the_token_endpoint_is_not_followed() {
     assert_eq!(requests.load(Ordering::SeqCst), 1, "the Location was not requested");
     assert_eq!(session.tokens(), Some(tokens));
 }
+
+#[test]
+fn request_targets_resolve_against_the_instance() {
+    let (mock, session) = logged_in(MemoryStore::new());
+    // A path, an absolute URL, and a query that needs encoding all reach the Domain API.
+    assert_eq!(session.get(CUSTOMERS).unwrap().status(), 200);
+    assert_eq!(session.get(&format!("{}{CUSTOMERS}", mock.base_url())).unwrap().status(), 200);
+    assert_eq!(session.get("api/domain/odata/Crm_Customers?$top=2&$skip=1").unwrap().status(), 200);
+    // H4: plain http to a host that is not a loopback address is refused before anything is sent.
+    assert!(matches!(
+        session.get("http://example.com/api/domain/odata/Crm_Customers"),
+        Err(Error::Config(_))
+    ));
+    assert_eq!(mock.counters().api_ok, 3);
+    assert_eq!(mock.counters().api_calls, 3);
+}
