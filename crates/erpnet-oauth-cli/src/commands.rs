@@ -166,7 +166,8 @@ fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
             "access_token_expires_at": expires_at,
             "has_refresh_token": has_refresh_token,
         });
-        return print_line(&value.to_string());
+        print_line(&value.to_string())?;
+        return not_logged_in(settings, tokens.is_none());
     }
     let or_none = |v: Option<&str>| v.unwrap_or("(not set)").to_owned();
     let mut lines = vec![
@@ -199,7 +200,19 @@ fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
             lines.push(format!("refresh token: {}", if has_refresh_token { "held" } else { "none" }));
         }
     }
-    print_line(&lines.join("\n"))
+    print_line(&lines.join("\n"))?;
+    not_logged_in(settings, tokens.is_none())
+}
+
+/// `status` prints what it knows either way, then exits 3 (login required) when no tokens are held.
+fn not_logged_in(settings: &Settings, not_logged_in: bool) -> Result<(), Failure> {
+    if not_logged_in {
+        return Err(Failure::login_required(format!(
+            "not logged in (profile `{}`): run `erpnet-oauth login`",
+            settings.profile
+        )));
+    }
+    Ok(())
 }
 
 fn logout(settings: &Settings) -> Result<(), Failure> {

@@ -1,0 +1,288 @@
+//! `erpnet-oauth login`: the authorization code flow driven by a test playing the browser through
+//! `--no-browser`, and every way a new user can get it wrong.
+
+mod common;
+
+use common::*;
+use erpnet_oauth_mock::{Endpoint, Fault};
+
+#[test]
+fn confidential_login_prints_the_url_alone_and_stores_the_tokens() {
+    let h = Harness::new();
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    // The URL is alone on its line and asks for the code flow with PKCE S256, state and nonce.
+    assert!(!run.authorize_url.contains(' '), "{}", run.authorize_url);
+    assert!(run.authorize_url.starts_with(&format!("{}/id/connect/authorize?", h.instance())));
+    let q = query_of(&run.authorize_url);
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("client_id").as_deref(), Some(CLIENT_ID));
+    assert_eq!(get("redirect_uri").as_deref(), Some(h.redirect_uri.as_str()));
+    assert_eq!(get("response_type").as_deref(), Some("code"));
+    assert_eq!(get("scope").as_deref(), Some("openid profile offline_access DomainApi"));
+    assert_eq!(get("code_challenge_method").as_deref(), Some("S256"));
+    assert!(get("code_challenge").is_some_and(|c| c.len() == 43));
+    assert!(get("state").is_some_and(|s| s.len() >= 16));
+    assert!(get("nonce").is_some_and(|s| s.len() >= 16));
+    assert!(get("code_verifier").is_none());
+
+    let page = run.browse(&h);
+    assert!(page.contains("Login received"), "{page}");
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_success();
+    assert_eq!(o.stderr_lines().last().copied(), Some("Logged in as admin"));
+    assert!(o.stdout.is_empty());
+
+    let c = h.mock.counters();
+    assert_eq!((c.logins, c.authorization_code_grants, c.token_errors), (1, 1, 0));
+    assert!(h.access_token().is_some() && h.refresh_token().is_some());
+    // The profile remembers the settings, never the secret or a token.
+    let profile = std::fs::read_to_string(h.profile_file()).unwrap();
+    assert!(!profile.contains(SECRET));
+    for t in h.stored() {
+        assert!(!profile.contains(&t));
+    }
+    let json: serde_json::Value = serde_json::from_str(&profile).unwrap();
+    assert_eq!(json["instance"], h.instance());
+    assert_eq!(json["client_id"], CLIENT_ID);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(h.token_file()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the token file is private: {mode:o}");
+        let mode = std::fs::metadata(h.store()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the store directory is private: {mode:o}");
+    }
+}
+
+#[test]
+fn public_client_logs_in_with_pkce_only() {
+    let h = Harness::new();
+    let o = h.login_with(h.public_cli(&["login", "--no-browser"]));
+    assert!(o.stderr.contains("Logged in as admin"));
+    // A token afterwards, with no secret anywhere.
+    let t = h.run_token(h.store_only(&["token"]));
+    t.assert_success();
+    assert_eq!(t.stdout, format!("{}\n", h.access_token().unwrap()));
+    let c = h.mock.counters();
+    assert_eq!((c.authorization_code_grants, c.invalid_client_errors), (1, 0));
+}
+
+#[test]
+fn client_secret_file_is_read_and_trimmed() {
+    let h = Harness::new();
+    let file = h.dir.path().join("secret.txt");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    // No ERPNET_CLIENT_SECRET: the secret comes from the file.
+    let mut cmd = h.cli(&[]);
+    cmd.env_remove("ERPNET_CLIENT_SECRET").arg("--client-secret-file").arg(&file);
+    cmd.args(["login", "--no-browser"]);
+    h.login_with(cmd);
+    assert_eq!(h.mock.counters().invalid_client_errors, 0);
+}
+
+#[test]
+fn ctrl_c_while_waiting_cancels_the_login() {
+    let h = Harness::new();
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    run.interrupt();
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(3, &["cancelled"]);
+    assert!(!h.token_file().exists(), "no tokens were stored");
+    assert!(!h.profile_file().exists());
+    assert_eq!(h.mock.counters().token_requests, 0);
+}
+
+#[test]
+fn no_callback_within_the_wait_is_login_required() {
+    let h = Harness::new();
+    let run = h.start_login(h.cli(&["login", "--no-browser", "--wait", "1"]));
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(3, &["no login callback arrived", "erpnet-oauth login"]);
+    assert!(!h.token_file().exists());
+}
+
+#[test]
+fn wrong_client_secret_fails_the_code_exchange() {
+    let h = Harness::new();
+    let wrong = "wrong-secret-Zq8Xw2";
+    h.secret(wrong);
+    let mut cmd = h.cli(&["login", "--no-browser"]);
+    cmd.env("ERPNET_CLIENT_SECRET", wrong);
+    let run = h.start_login(cmd);
+    run.browse(&h);
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(4, &["invalid_client"]);
+    assert!(!h.token_file().exists());
+    assert_eq!(h.mock.counters().invalid_client_errors, 1);
+}
+
+#[test]
+fn the_user_denying_the_login_is_a_server_error() {
+    let h = Harness::new();
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    let agent = browser();
+    let page = agent.get(&run.authorize_url).call().unwrap();
+    let id =
+        page.headers().get(erpnet_oauth_mock::LOGIN_REQUEST_HEADER).unwrap().to_str().unwrap().to_owned();
+    let answer = agent
+        .post(&format!("{}{}", h.instance(), erpnet_oauth_mock::LOGIN_PATH))
+        .send_form([("request_id", id.as_str()), ("button", "cancel")])
+        .unwrap();
+    let location = answer.headers().get("location").unwrap().to_str().unwrap().to_owned();
+    let mut back = browser().get(&location).call().unwrap();
+    assert!(back.body_mut().read_to_string().unwrap().contains("refused"));
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(4, &["access_denied"]);
+    assert!(!h.token_file().exists());
+}
+
+#[test]
+fn redirect_port_already_taken_is_a_usage_error() {
+    let h = Harness::new();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", h.port)).unwrap();
+    let o = h.run(h.cli(&["login", "--no-browser"]));
+    o.assert_only_error(2, &[&format!("127.0.0.1:{}", h.port)]);
+    assert_eq!(h.mock.counters().authorize_requests, 0);
+}
+
+#[test]
+fn non_loopback_redirect_uri_is_refused() {
+    let h = Harness::new();
+    let login = |uri: &str| {
+        h.run(h.cli_without(&["--redirect-uri"], &["--redirect-uri", uri, "login", "--no-browser"]))
+    };
+    login("http://example.com/cb").assert_only_error(2, &["http://example.com/cb", "loopback"]);
+    login("https://127.0.0.1:8400/cb").assert_only_error(2, &["loopback"]);
+    login("not a url").assert_only_error(2, &["not a URL"]);
+    assert_eq!(h.mock.counters().discovery_fetches, 0);
+}
+
+#[test]
+fn missing_configuration_is_a_usage_error() {
+    let h = Harness::new();
+    let store = h.store();
+    let store = store.to_str().unwrap();
+    // No instance (and no ERPNET_INSTANCE).
+    let mut cmd = h.bare();
+    cmd.args(["--store", store, "--client-id", CLIENT_ID, "--redirect-uri", &h.redirect_uri]);
+    cmd.args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &["--instance", "ERPNET_INSTANCE"]);
+    // No client id.
+    let mut cmd = h.bare();
+    cmd.args(["--store", store, "--instance", &h.instance(), "--redirect-uri", &h.redirect_uri]);
+    cmd.args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &["--client-id", "ERPNET_CLIENT_ID"]);
+    // No redirect URI.
+    let mut cmd = h.bare();
+    cmd.args(["--store", store, "--instance", &h.instance(), "--client-id", CLIENT_ID]);
+    cmd.args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &["--redirect-uri", "ERPNET_REDIRECT_URI"]);
+    assert_eq!(h.mock.counters().discovery_fetches, 0);
+}
+
+#[test]
+fn configuration_from_the_environment_works() {
+    let h = Harness::new();
+    let mut cmd = h.bare();
+    cmd.env("ERPNET_INSTANCE", h.instance())
+        .env("ERPNET_CLIENT_ID", CLIENT_ID)
+        .env("ERPNET_CLIENT_SECRET", SECRET)
+        .env("ERPNET_REDIRECT_URI", &h.redirect_uri)
+        .env("ERPNET_OAUTH_STORE", h.store())
+        .env("ERPNET_SCOPE", "openid profile offline_access DomainApi")
+        .args(["login", "--no-browser"]);
+    h.login_with(cmd);
+}
+
+#[test]
+fn plain_http_to_a_remote_instance_needs_allow_insecure_http() {
+    let h = Harness::new();
+    // `.invalid` never resolves: should the check be missing, no traffic leaves the machine.
+    let cmd =
+        h.cli_without(&["--instance"], &["--instance", "http://demodb.invalid", "login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &["http"]);
+}
+
+#[test]
+fn store_directory_that_cannot_be_created_is_a_usage_error() {
+    let h = Harness::new();
+    // Tests run as root, where permissions are not enforced: a regular file in the path makes creating
+    // the directory fail for anyone.
+    let file = h.dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let store = file.join("store");
+    let mut cmd = h.bare();
+    cmd.arg("--store").arg(&store);
+    cmd.args(["--instance", &h.instance(), "--client-id", CLIENT_ID, "--redirect-uri", &h.redirect_uri]);
+    cmd.args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &[store.to_str().unwrap()]);
+    // The store is the file itself.
+    let mut cmd = h.bare();
+    cmd.arg("--store").arg(&file);
+    cmd.args(["--instance", &h.instance(), "--client-id", CLIENT_ID, "--redirect-uri", &h.redirect_uri]);
+    cmd.args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &[file.to_str().unwrap()]);
+    assert_eq!(h.mock.counters().authorize_requests, 0);
+}
+
+#[test]
+fn unreadable_client_secret_file_is_a_usage_error() {
+    let h = Harness::new();
+    let missing = h.dir.path().join("no-such-secret");
+    let mut cmd = h.cli(&[]);
+    cmd.arg("--client-secret-file").arg(&missing).args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &["client secret file", missing.to_str().unwrap()]);
+    // A directory in place of the file.
+    let mut cmd = h.cli(&[]);
+    cmd.arg("--client-secret-file").arg(h.dir.path()).args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &["client secret file"]);
+    // An empty file.
+    let empty = h.dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let mut cmd = h.cli(&[]);
+    cmd.arg("--client-secret-file").arg(&empty).args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(2, &["empty"]);
+}
+
+#[test]
+fn instance_on_a_closed_port_is_a_network_error() {
+    let h = Harness::new();
+    let cmd = h.cli_without(&["--instance"], &["--instance", "http://127.0.0.1:1", "login", "--no-browser"]);
+    h.run(cmd).assert_only_error(5, &["connection"]);
+}
+
+#[test]
+fn discovery_hanging_past_the_timeout_is_a_network_error() {
+    let h = Harness::new();
+    h.mock.inject_fault(Endpoint::Discovery, Fault::Hang, None);
+    let mut cmd = h.cli(&["--timeout", "1"]);
+    cmd.args(["login", "--no-browser"]);
+    h.run(cmd).assert_only_error(5, &["timed out"]);
+}
+
+#[test]
+fn discovery_unavailable_falls_back_to_erpnet_paths() {
+    let h = Harness::new();
+    h.mock.inject_fault(Endpoint::Discovery, Fault::Status(404), None);
+    h.login();
+    let c = h.mock.counters();
+    assert_eq!((c.authorization_code_grants, c.faults_applied), (1, 1));
+}
+
+#[test]
+fn scope_flag_is_sent_and_remembered() {
+    let h = Harness::new();
+    let run = h.start_login(h.cli(&["--scope", "openid profile offline_access", "login", "--no-browser"]));
+    assert!(query_of(&run.authorize_url).contains(&("scope".into(), "openid profile offline_access".into())));
+    run.browse(&h);
+    let o = run.finish();
+    o.assert_success();
+    let profile: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(h.profile_file()).unwrap()).unwrap();
+    assert_eq!(profile["scope"], "openid profile offline_access");
+}

@@ -1,0 +1,244 @@
+//! `token` and `refresh`: a valid access token on stdout, forced renewals, rotation, a rejected refresh
+//! token, a server that fails or hangs, several processes on one store.
+
+mod common;
+
+use common::*;
+use erpnet_oauth_mock::{Endpoint, Fault};
+use std::time::Duration;
+
+#[test]
+fn token_prints_one_line_and_reuses_a_valid_token() {
+    let h = Harness::new();
+    h.login();
+    let before = h.mock.counters();
+    let first = h.run_token(h.store_only(&["token"]));
+    first.assert_success();
+    assert!(first.stderr.is_empty(), "{first:#?}");
+    let stored = h.access_token().unwrap();
+    assert_eq!(first.stdout, format!("{stored}\n"), "exactly the access token and a newline");
+    let second = h.run_token(h.store_only(&["token"]));
+    second.assert_success();
+    assert_eq!(second.stdout, first.stdout, "the same token, not a refresh");
+    let after = h.mock.counters();
+    assert_eq!(after.token_requests, before.token_requests, "no refresh for a valid token");
+    assert_eq!(after.refresh_token_grants, 0);
+}
+
+#[test]
+fn the_token_printed_is_accepted_by_the_domain_api() {
+    let h = Harness::new();
+    h.login();
+    let o = h.run_token(h.store_only(&["token"]));
+    let token = o.stdout.trim_end();
+    let mut answer = browser()
+        .get(&format!("{}/api/domain/odata/Crm_Customers?$top=1", h.instance()))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.body_mut().read_to_string().unwrap());
+}
+
+#[test]
+fn refresh_rotates_the_refresh_token_and_never_reuses_it() {
+    let h = Harness::new();
+    h.login();
+    let rt0 = h.refresh_token().unwrap();
+    let at0 = h.access_token().unwrap();
+    let o = h.run(h.store_only(&["refresh"]));
+    o.assert_success();
+    assert!(o.stdout.is_empty());
+    assert!(o.stderr.starts_with("Refreshed the access token"), "{o:#?}");
+    let rt1 = h.refresh_token().unwrap();
+    assert_ne!(rt1, rt0, "the refresh token rotated");
+    assert_ne!(h.access_token().unwrap(), at0, "a new access token was stored");
+    let c = h.mock.counters();
+    assert_eq!((c.refresh_token_grants, c.invalid_grant_errors), (1, 0));
+
+    h.run(h.store_only(&["refresh"])).assert_success();
+    assert_ne!(h.refresh_token().unwrap(), rt1);
+    let c = h.mock.counters();
+    assert_eq!((c.refresh_token_grants, c.invalid_grant_errors, c.refresh_token_reuses), (2, 0, 0));
+    // The new token works.
+    let t = h.run_token(h.store_only(&["token"]));
+    assert_eq!(t.stdout, format!("{}\n", h.access_token().unwrap()));
+}
+
+#[test]
+fn rejected_refresh_token_requires_a_new_login_and_deletes_the_tokens() {
+    let h = Harness::new();
+    h.login();
+    h.mock.revoke_all_grants_of("admin");
+    let o = h.run(h.store_only(&["refresh"]));
+    o.assert_only_error(3, &["invalid_grant", "erpnet-oauth login"]);
+    assert!(!h.token_file().exists(), "the rejected tokens are deleted");
+    assert_eq!(h.mock.counters().invalid_grant_errors, 1);
+    // From now on: login required, without asking the server again.
+    h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
+    h.run(h.store_only(&["refresh"])).assert_only_error(3, &["erpnet-oauth login"]);
+    assert_eq!(h.mock.counters().token_requests, 2, "the code exchange and the one refused refresh");
+    // A new login works.
+    h.login();
+    h.run(h.store_only(&["refresh"])).assert_success();
+}
+
+#[test]
+fn token_endpoint_answering_html_500_keeps_the_tokens() {
+    let h = Harness::new();
+    h.login();
+    let before = std::fs::read(h.token_file()).unwrap();
+    h.mock.inject_fault(Endpoint::Token, Fault::Status(500), Some(1));
+    let o = h.run(h.store_only(&["refresh"]));
+    o.assert_only_error(4, &["500"]);
+    assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "the tokens are kept as they were");
+    // The next attempt succeeds with the same refresh token.
+    h.run(h.store_only(&["refresh"])).assert_success();
+    let c = h.mock.counters();
+    assert_eq!((c.refresh_token_grants, c.invalid_grant_errors), (1, 0));
+}
+
+#[test]
+fn token_endpoint_answering_malformed_json_is_a_server_error() {
+    let h = Harness::new();
+    h.login();
+    let before = std::fs::read(h.token_file()).unwrap();
+    h.mock.inject_fault(Endpoint::Token, Fault::MalformedBody, Some(1));
+    h.run(h.store_only(&["refresh"])).assert_only_error(4, &[]);
+    assert_eq!(std::fs::read(h.token_file()).unwrap(), before);
+    h.run(h.store_only(&["refresh"])).assert_success();
+}
+
+#[test]
+fn token_endpoint_hanging_times_out_and_keeps_the_tokens() {
+    let h = Harness::new();
+    h.login();
+    let before = std::fs::read(h.token_file()).unwrap();
+    h.mock.inject_fault(Endpoint::Token, Fault::Hang, Some(1));
+    let o = h.run(h.store_only(&["--timeout", "1", "refresh"]));
+    o.assert_only_error(5, &["timed out"]);
+    assert_eq!(std::fs::read(h.token_file()).unwrap(), before);
+    h.run(h.store_only(&["refresh"])).assert_success();
+    assert_eq!(h.mock.counters().invalid_grant_errors, 0);
+}
+
+#[test]
+fn connection_dropped_by_the_token_endpoint_is_a_network_error() {
+    let h = Harness::new();
+    h.login();
+    h.mock.inject_fault(Endpoint::Token, Fault::DropConnection, Some(1));
+    h.run(h.store_only(&["refresh"])).assert_only_error(5, &[]);
+    h.run(h.store_only(&["refresh"])).assert_success();
+}
+
+#[test]
+fn instance_gone_is_a_network_error_and_keeps_the_tokens() {
+    let h = Harness::new();
+    h.login();
+    let before = std::fs::read(h.token_file()).unwrap();
+    let Harness { mock, dir, .. } = h;
+    drop(mock);
+    let mut cmd = bare(dir.path());
+    cmd.arg("--store").arg(dir.path().join("store")).args(["refresh"]).env("ERPNET_CLIENT_SECRET", SECRET);
+    let o = run(cmd);
+    o.assert_only_error(5, &["connection"]);
+    assert!(!o.stderr.contains(SECRET));
+    assert_eq!(std::fs::read(dir.path().join("store/default.tokens.json")).unwrap(), before);
+}
+
+#[test]
+fn empty_store_means_login_required() {
+    let h = Harness::new();
+    for args in [&["token"][..], &["refresh"], &["call", "GET", "/api/domain/odata/Crm_Customers"]] {
+        let o = h.run(h.cli(args));
+        o.assert_only_error(3, &["not logged in", "erpnet-oauth login"]);
+        assert!(o.stdout.is_empty());
+    }
+    // Nothing configured at all: still "log in first".
+    let mut cmd = h.bare();
+    cmd.arg("--store").arg(h.store()).arg("token");
+    let o = h.run(cmd);
+    o.assert_only_error(3, &["erpnet-oauth login"]);
+    assert_eq!(h.mock.counters().token_requests, 0);
+}
+
+#[test]
+fn global_flags_are_accepted_after_the_command() {
+    let h = Harness::new();
+    h.login();
+    let mut cmd = h.bare();
+    cmd.args(["token", "--store"]).arg(h.store()).env("ERPNET_CLIENT_SECRET", SECRET);
+    let o = h.run_token(cmd);
+    o.assert_success();
+    assert_eq!(o.stdout, format!("{}\n", h.access_token().unwrap()));
+    let mut cmd = h.bare();
+    cmd.args(["refresh", "--timeout", "5", "--profile", "default", "--store"]).arg(h.store());
+    cmd.env("ERPNET_CLIENT_SECRET", SECRET);
+    h.run(cmd).assert_success();
+}
+
+#[test]
+fn profiles_keep_logins_apart() {
+    let h = Harness::new();
+    h.login();
+    let o = h.run(h.store_only(&["--profile", "other", "token"]));
+    o.assert_only_error(3, &["`other`", "erpnet-oauth login"]);
+    let default = h.run_token(h.store_only(&["token"]));
+    default.assert_success();
+}
+
+#[test]
+fn a_login_to_another_instance_is_not_mixed_up() {
+    let h = Harness::new();
+    h.login();
+    let o = h.run(h.cli_without(&["--instance"], &["--instance", "http://127.0.0.1:9", "token"]));
+    o.assert_only_error(2, &["--profile"]);
+}
+
+#[test]
+fn expired_token_in_many_processes_is_refreshed_once() {
+    let h = Harness::new();
+    h.login();
+    let rt0 = h.refresh_token().unwrap();
+    // The mock's clock moves past the token's lifetime: each process still thinks its token is good,
+    // gets a 401, and the processes must renew once between them.
+    h.mock.advance_clock(Duration::from_secs(3601));
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            let cmd = h.store_only(&["call", "GET", "/api/domain/odata/Crm_Customers?$top=2"]);
+            std::thread::spawn(move || run(cmd))
+        })
+        .collect();
+    for child in children {
+        let o = child.join().unwrap();
+        h.check_streams(&o, true);
+        o.assert_success();
+        let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        assert_eq!(json["value"].as_array().map(Vec::len), Some(2));
+    }
+    let c = h.mock.counters();
+    assert_eq!(c.refresh_token_grants, 1, "one refresh between all the processes: {c:#?}");
+    assert_eq!((c.invalid_grant_errors, c.refresh_token_reuses), (0, 0), "{c:#?}");
+    assert_ne!(h.refresh_token().unwrap(), rt0);
+}
+
+#[test]
+fn forced_refresh_in_many_processes_never_reuses_a_refresh_token() {
+    let h = Harness::new();
+    h.login();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            let cmd = h.store_only(&["refresh"]);
+            std::thread::spawn(move || run(cmd))
+        })
+        .collect();
+    for child in children {
+        let o = child.join().unwrap();
+        h.check_streams(&o, true);
+        o.assert_success();
+    }
+    let c = h.mock.counters();
+    assert!((1..=6).contains(&c.refresh_token_grants), "{c:#?}");
+    assert_eq!((c.invalid_grant_errors, c.refresh_token_reuses), (0, 0), "{c:#?}");
+    // The login is intact.
+    h.run(h.store_only(&["refresh"])).assert_success();
+}
