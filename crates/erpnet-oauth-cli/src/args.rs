@@ -60,7 +60,8 @@ pub enum Command {
         #[arg(long)]
         no_browser: bool,
         /// How long to wait for the browser's callback, in seconds.
-        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        #[arg(long, default_value_t = 300, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
         wait: u64,
     },
     /// Print a valid access token on stdout, refreshing it first when needed.

@@ -99,6 +99,14 @@ fn call(
     let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
         .map_err(|_| Failure::usage(format!("`{method}` is not an HTTP method")))?;
     let url = session.client().resolve(url).map_err(|e| Failure::usage(e.to_string()))?;
+    // The access token goes to the instance only, never to a URL elsewhere (which would leak it).
+    let instance = session.client().instance().origin();
+    if url.origin() != instance {
+        return Err(Failure::usage(format!(
+            "{url} is not on the instance {}: `call` sends the access token to the instance only",
+            instance.ascii_serialization()
+        )));
+    }
     let mut builder = http::Request::builder().method(method).uri(url.as_str());
     let mut has_accept = false;
     let mut has_content_type = false;

@@ -139,3 +139,24 @@ fn a_missing_entity_set_is_exit_4() {
     let o = h.run(h.store_only(&["call", "GET", "/api/domain/odata/No_Such_Set"]));
     o.assert_only_error(4, &[]);
 }
+
+#[test]
+fn the_token_is_never_sent_to_another_origin() {
+    let h = Harness::new();
+    h.login();
+    // Another server on loopback, recording whatever reaches it.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = other.local_addr().unwrap().port();
+    other.set_nonblocking(true).unwrap();
+    for url in [
+        format!("http://127.0.0.1:{port}/api/domain/odata/Crm_Customers"),
+        format!("http://localhost:{}/api/domain/odata/Crm_Customers", h.mock.addr().port()),
+        "https://example.com/api/domain/odata/Crm_Customers".to_owned(),
+    ] {
+        let o = h.run(h.store_only(&["call", "GET", &url]));
+        o.assert_only_error(2, &["not on the instance"]);
+        assert!(o.stdout.is_empty());
+    }
+    assert!(other.accept().is_err(), "nothing connected to the other server");
+    assert_eq!(h.mock.counters().api_calls, 0);
+}

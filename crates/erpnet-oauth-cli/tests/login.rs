@@ -286,3 +286,78 @@ fn scope_flag_is_sent_and_remembered() {
         serde_json::from_slice(&std::fs::read(h.profile_file()).unwrap()).unwrap();
     assert_eq!(profile["scope"], "openid profile offline_access");
 }
+
+#[test]
+fn forged_callback_with_a_wrong_state_is_refused() {
+    let h = Harness::new();
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    let forged = format!("{}?code=forged-code&state=not-the-state", h.redirect_uri);
+    let mut page = browser().get(&forged).call().unwrap();
+    assert_eq!(page.status(), 200);
+    let _ = page.body_mut().read_to_string();
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(4, &["state"]);
+    assert!(!h.token_file().exists());
+    assert_eq!(h.mock.counters().token_requests, 0, "a forged code is never exchanged");
+}
+
+#[test]
+fn the_listener_ignores_other_paths_until_the_callback() {
+    let h = Harness::new();
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    let agent = browser();
+    let favicon = agent.get(&format!("http://127.0.0.1:{}/favicon.ico", h.port)).call().unwrap();
+    assert_eq!(favicon.status(), 404);
+    let bare = agent.get(&h.redirect_uri).call().unwrap();
+    assert_eq!(bare.status(), 400);
+    run.browse(&h);
+    let o = run.finish();
+    o.assert_success();
+    assert_eq!(o.stderr_lines().last().copied(), Some("Logged in as admin"));
+}
+
+#[test]
+fn code_exchange_failures_store_nothing() {
+    // HTML 500 at the token endpoint: exit 4.
+    let h = Harness::new();
+    h.mock.inject_fault(Endpoint::Token, Fault::Status(500), None);
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    run.browse(&h);
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(4, &["500"]);
+    assert!(!h.token_file().exists());
+
+    // A token endpoint that hangs: exit 5 after --timeout.
+    let h = Harness::new();
+    h.mock.inject_fault(Endpoint::Token, Fault::Hang, None);
+    let run = h.start_login(h.cli(&["--timeout", "1", "login", "--no-browser"]));
+    run.browse(&h);
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(5, &["timed out"]);
+    assert!(!h.token_file().exists());
+}
+
+#[test]
+fn a_second_login_replaces_the_first() {
+    let h = Harness::new();
+    h.login();
+    let rt0 = h.refresh_token().unwrap();
+    h.login();
+    assert_ne!(h.refresh_token().unwrap(), rt0);
+    h.run(h.store_only(&["refresh"])).assert_success();
+    assert_eq!(h.mock.counters().authorization_code_grants, 2);
+}
+
+#[test]
+fn wait_out_of_range_is_a_usage_error_not_a_panic() {
+    let h = Harness::new();
+    for wait in ["18446744073709551615", "0", "soon"] {
+        let o = h.run(h.cli(&["login", "--no-browser", "--wait", wait]));
+        assert_eq!(o.code, Some(2), "--wait {wait}: {o:#?}");
+        assert!(o.stderr.starts_with("error: ") && o.stderr.contains("--wait"), "{o:#?}");
+    }
+    assert_eq!(h.mock.counters().discovery_fetches, 0);
+}

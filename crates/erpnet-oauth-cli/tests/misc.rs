@@ -130,6 +130,9 @@ fn usage_errors_from_the_command_line_parser() {
         &["--timeout", "soon", "token"],
         &["call", "GET"],
         &["completions", "no-such-shell"],
+        // A wait so long that the deadline overflows used to panic in the listener.
+        &["login", "--no-browser", "--wait", "18446744073709551615"],
+        &["login", "--no-browser", "--wait", "0"],
     ];
     for args in cases {
         let mut cmd = bare(dir.path());

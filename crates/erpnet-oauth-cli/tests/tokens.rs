@@ -26,6 +26,82 @@ fn token_prints_one_line_and_reuses_a_valid_token() {
 }
 
 #[test]
+fn token_refreshes_first_when_expired_or_within_the_skew() {
+    let h = Harness::new();
+    h.login();
+    // Expired on the CLI's clock.
+    let at0 = h.access_token().unwrap();
+    h.set_expires_at(now_unix() - 10);
+    let o = h.run_token(h.store_only(&["token"]));
+    o.assert_success();
+    let at1 = h.access_token().unwrap();
+    assert_ne!(at1, at0, "a new access token was stored");
+    assert_eq!(o.stdout, format!("{at1}\n"), "and printed");
+    assert!(!o.stdout.contains(&at0));
+    assert_eq!(h.mock.counters().refresh_token_grants, 1);
+    // Expiring within the 60 s skew.
+    h.set_expires_at(now_unix() + 30);
+    let o = h.run_token(h.store_only(&["token"]));
+    let at2 = h.access_token().unwrap();
+    assert_ne!(at2, at1);
+    assert_eq!(o.stdout, format!("{at2}\n"));
+    assert_eq!(h.mock.counters().refresh_token_grants, 2);
+    // Well within its lifetime: no refresh.
+    h.set_expires_at(now_unix() + 600);
+    let o = h.run_token(h.store_only(&["token"]));
+    assert_eq!(o.stdout, format!("{at2}\n"));
+    let c = h.mock.counters();
+    assert_eq!((c.refresh_token_grants, c.invalid_grant_errors), (2, 0));
+}
+
+#[test]
+fn expired_token_in_many_token_processes_is_refreshed_once() {
+    let h = Harness::new();
+    h.login();
+    h.set_expires_at(now_unix() - 10);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            let cmd = h.store_only(&["token"]);
+            std::thread::spawn(move || run(cmd))
+        })
+        .collect();
+    let outcomes: Vec<Outcome> = children.into_iter().map(|c| c.join().unwrap()).collect();
+    let at = h.access_token().unwrap();
+    for o in &outcomes {
+        h.check_streams(o, false);
+        o.assert_success();
+        assert_eq!(o.stdout, format!("{at}\n"), "every process prints the one renewed token");
+    }
+    let c = h.mock.counters();
+    assert_eq!((c.refresh_token_grants, c.invalid_grant_errors, c.refresh_token_reuses), (1, 0, 0), "{c:#?}");
+}
+
+#[test]
+fn expired_token_without_a_refresh_token_requires_login() {
+    let h = Harness::new();
+    h.login_with(h.cli(&["--scope", "openid profile DomainApi", "login", "--no-browser"]));
+    assert!(h.refresh_token().is_none(), "no offline_access, no refresh token");
+    let s = h.run(h.store_only(&["status", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    assert_eq!(v["has_refresh_token"], false);
+    h.run(h.store_only(&["refresh"])).assert_only_error(3, &["offline_access", "erpnet-oauth login"]);
+    h.set_expires_at(now_unix() - 10);
+    h.run(h.store_only(&["token"])).assert_only_error(3, &["offline_access", "erpnet-oauth login"]);
+    assert_eq!(h.mock.counters().token_requests, 1, "only the code exchange");
+}
+
+#[test]
+fn rate_limited_token_endpoint_keeps_the_tokens() {
+    let h = Harness::new();
+    h.login();
+    let before = std::fs::read(h.token_file()).unwrap();
+    h.mock.inject_fault(Endpoint::Token, Fault::RateLimited { retry_after_secs: 9 }, Some(1));
+    h.run(h.store_only(&["refresh"])).assert_only_error(4, &["429"]);
+    assert_eq!(std::fs::read(h.token_file()).unwrap(), before);
+    h.run(h.store_only(&["refresh"])).assert_success();
+}
+
+#[test]
 fn the_token_printed_is_accepted_by_the_domain_api() {
     let h = Harness::new();
     h.login();
@@ -57,6 +133,12 @@ fn refresh_rotates_the_refresh_token_and_never_reuses_it() {
 
     h.run(h.store_only(&["refresh"])).assert_success();
     assert_ne!(h.refresh_token().unwrap(), rt1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(h.token_file()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the rewritten token file is still private: {mode:o}");
+    }
     let c = h.mock.counters();
     assert_eq!((c.refresh_token_grants, c.invalid_grant_errors, c.refresh_token_reuses), (2, 0, 0));
     // The new token works.

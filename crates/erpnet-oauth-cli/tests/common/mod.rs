@@ -262,6 +262,15 @@ impl Harness {
         json["tokens"][name].as_str().map(str::to_owned)
     }
 
+    /// Rewrites the stored access token's expiry (Unix seconds): how a test makes the CLI's own clock
+    /// find the token expired, since the CLI runs on the system clock.
+    pub fn set_expires_at(&self, unix: u64) {
+        let path = self.token_file();
+        let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        json["tokens"]["expires_at"] = unix.into();
+        std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    }
+
     /// Adds a value that must never appear on a stream.
     pub fn secret(&self, value: &str) {
         self.secrets.lock().unwrap().push(value.to_owned());
@@ -457,6 +466,11 @@ impl LoginRun {
         assert_no_panic(&o);
         o
     }
+}
+
+/// The current Unix time.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// A plain agent that plays the browser: follows no redirect, reads error statuses.
