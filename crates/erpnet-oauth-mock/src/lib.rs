@@ -144,6 +144,43 @@
 //! state and is counted only in [`Counters::faults_applied`]. The admin path is never faulted. Injected
 //! faults are real-time behaviours: [`Fault::Delay`] sleeps on the wall clock, not on the mock clock.
 //!
+//! # Scripted responses
+//!
+//! [`MockErpNet::set_interceptor`] installs a hook ([`Interceptor`]) that sees every request except the
+//! admin path's (`/_mock/...`) before anything else, injected faults included: method, path and query,
+//! headers and the whole body (up to [`MockConfig::max_body_bytes`]; a larger body is answered `413`
+//! without asking the hook). It answers with an [`Intercepted`]:
+//!
+//! | Decision | Effect |
+//! | --- | --- |
+//! | [`Intercepted::Pass`] | the request goes on to the faults and the normal handlers |
+//! | [`Intercepted::Respond`] | this response is sent as is (the server adds `content-length` and `date` if absent) |
+//! | [`Intercepted::Drop`] | the connection is closed without an answer |
+//! | [`Intercepted::Hang`] | no answer ever; the connection stays open until the client gives up or the mock stops |
+//!
+//! This turns the mock into a scripted server for conformance runs (`cargo xtask conformance` checks each
+//! request a client sends against a case file and answers with the case's response) while the client
+//! under test still talks real HTTP. The hook runs on a blocking thread, once per request, possibly
+//! concurrently; a hook that panics gets the client a `500`. `set_interceptor(None)` removes it.
+//!
+//! ```
+//! use erpnet_oauth_mock::{Intercepted, MockConfig, MockErpNet};
+//! use std::sync::Arc;
+//!
+//! let mock = MockErpNet::start(MockConfig::default())?;
+//! mock.set_interceptor(Some(Arc::new(|req: &http::Request<Vec<u8>>| {
+//!     if req.uri().path() == "/api/domain/odata/Crm_Customers" {
+//!         Intercepted::Respond(http::Response::builder().status(418).body(b"teapot".to_vec()).unwrap())
+//!     } else {
+//!         Intercepted::Pass
+//!     }
+//! })));
+//! let r = ureq::get(&format!("{}/api/domain/odata/Crm_Customers", mock.base_url()))
+//!     .config().http_status_as_error(false).build().call()?;
+//! assert_eq!(r.status(), 418);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Keys
 //!
 //! RSA key generation is slow, so signing keys come from a process-wide pool generated on first use: every
@@ -156,6 +193,7 @@
 mod api;
 mod config;
 mod faults;
+mod intercept;
 mod keys;
 mod oidc;
 mod server;
@@ -176,6 +214,7 @@ pub use config::{
     TrustedApp, secret_hash,
 };
 pub use faults::{Counters, Endpoint, Fault};
+pub use intercept::{Intercepted, Interceptor};
 
 /// The path of the login form's target (`POST`).
 pub const LOGIN_PATH: &str = oidc::LOGIN_PATH;
@@ -276,6 +315,13 @@ impl MockErpNet {
     /// `Some(0)` removes the endpoint's fault). Replaces a fault already set on that endpoint.
     pub fn inject_fault(&self, endpoint: Endpoint, fault: Fault, times: Option<u32>) {
         self.shared.faults.set(endpoint, fault, times);
+    }
+
+    /// Installs (`Some`) or removes (`None`) the hook that sees every request but the admin path's before
+    /// the faults and the normal handlers, and may answer it instead (see "Scripted responses" in the
+    /// crate docs). Replaces the previous hook; requests already in the hook finish with it.
+    pub fn set_interceptor(&self, hook: Option<Interceptor>) {
+        self.shared.interceptor.set(hook);
     }
 
     /// Removes every injected fault.

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tower_service::Service as _;
 
 use crate::faults::{Endpoint, Fault, FaultRequest};
+use crate::intercept::{Intercepted, Interceptor};
 use crate::state::Shared;
 use crate::util::{self, Params, ReadError, read_body, response};
 use crate::{api, oidc, token};
@@ -112,6 +113,25 @@ async fn dispatch(
     kill: Arc<Notify>,
     req: Request<Incoming>,
 ) -> Response {
+    let req = if req.uri().path().starts_with("/_mock/") {
+        req.map(axum::body::Body::new)
+    } else {
+        match shared.interceptor.get() {
+            None => req.map(axum::body::Body::new),
+            Some(hook) => match intercept(&shared, hook, req).await {
+                Ok(req) => req,
+                Err(Intercepted::Respond(r)) => return r.map(axum::body::Body::from),
+                Err(Intercepted::Drop) => {
+                    kill.notify_one();
+                    return std::future::pending().await;
+                }
+                Err(Intercepted::Hang) => return std::future::pending().await,
+                Err(Intercepted::Pass) => {
+                    return util::error_page(StatusCode::INTERNAL_SERVER_ERROR, "Interceptor failed");
+                }
+            },
+        }
+    };
     if let Some(endpoint) = Endpoint::for_path(req.uri().path()) {
         if let Some(fault) = shared.faults.take(endpoint) {
             shared.counters.faults_applied.fetch_add(1, Ordering::Relaxed);
@@ -153,6 +173,43 @@ async fn dispatch(
         Ok(r) => r,
         Err(never) => match never {},
     }
+}
+
+/// Reads the whole request and asks the interceptor. `Ok`: the request (rebuilt) goes on to the normal
+/// handlers; `Err`: the interceptor's answer (`Pass` there only when the hook itself failed).
+async fn intercept(
+    shared: &Shared,
+    hook: Interceptor,
+    req: Request<Incoming>,
+) -> Result<Request, Intercepted> {
+    let (parts, body) = req.into_parts();
+    let bytes = match read_body(axum::body::Body::new(body), shared.config.max_body_bytes).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => {
+            return Err(Intercepted::Respond(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")));
+        }
+        Err(ReadError::Broken) => return Err(Intercepted::Drop),
+    };
+    let mut seen = http::Request::new(bytes.to_vec());
+    *seen.method_mut() = parts.method.clone();
+    *seen.uri_mut() = parts.uri.clone();
+    *seen.version_mut() = parts.version;
+    *seen.headers_mut() = parts.headers.clone();
+    match tokio::task::spawn_blocking(move || hook(&seen)).await {
+        Ok(Intercepted::Pass) => Ok(Request::from_parts(parts, axum::body::Body::from(bytes))),
+        Ok(other) => Err(other),
+        // The hook panicked: answer 500 rather than hang up.
+        Err(_) => {
+            Err(Intercepted::Respond(plain(StatusCode::INTERNAL_SERVER_ERROR, "the interceptor panicked")))
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> http::Response<Vec<u8>> {
+    let mut r = http::Response::new(text.as_bytes().to_vec());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
 }
 
 async fn admin_counters(State(s): State<Arc<Shared>>) -> Response {

@@ -169,6 +169,7 @@ pub(crate) struct Shared {
     pub(crate) customers: Vec<String>,
     pub(crate) discovery: String,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    pub(crate) interceptor: crate::intercept::InterceptorSlot,
 }
 
 impl std::fmt::Debug for Shared {
@@ -208,6 +209,7 @@ impl Shared {
             customers,
             discovery,
             shutdown: tokio::sync::watch::Sender::new(false),
+            interceptor: crate::intercept::InterceptorSlot::default(),
             config,
         })
     }
