@@ -361,3 +361,47 @@ fn wait_out_of_range_is_a_usage_error_not_a_panic() {
     }
     assert_eq!(h.mock.counters().discovery_fetches, 0);
 }
+
+#[test]
+fn without_no_browser_the_system_browser_is_opened_with_the_url() {
+    let h = Harness::new();
+    // A fake `xdg-open` that records the URL it was asked to open.
+    let bin = h.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let opened = h.dir.path().join("opened");
+    let script = bin.join("xdg-open");
+    std::fs::write(&script, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display())).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut cmd = h.cli(&["login"]);
+    cmd.env("PATH", &bin);
+    let run = h.start_login(cmd);
+    let url = run.authorize_url.clone();
+    run.browse(&h);
+    let o = run.finish();
+    o.assert_success();
+    assert_eq!(o.stderr_lines().last().copied(), Some("Logged in as admin"));
+    assert!(o.stderr.contains("Opening the ERP.net login page"), "{o:#?}");
+    // The browser runs on its own: wait for its record.
+    let deadline = std::time::Instant::now() + PROCESS_DEADLINE;
+    while !std::fs::read_to_string(&opened).is_ok_and(|s| !s.is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "the browser was never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(std::fs::read_to_string(&opened).unwrap(), url, "the browser got the URL printed");
+
+    // No browser at all: the URL is still printed, and the login still works.
+    let h = Harness::new();
+    let empty = h.dir.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let mut cmd = h.cli(&["login"]);
+    cmd.env("PATH", &empty);
+    let run = h.start_login(cmd);
+    run.browse(&h);
+    let o = run.finish();
+    o.assert_success();
+    assert!(o.stderr.contains("could not start a browser"), "{o:#?}");
+}
