@@ -1,7 +1,7 @@
 //! From the adapter's typed errors to the documented exit codes, with a hint of what to do next.
 
 use crate::exit::Failure;
-use erpnet_oauth_core::{LoginRequired, RefreshError};
+use erpnet_oauth_core::{LoginRequired, RefreshError, TokenError};
 use erpnet_oauth_ureq::Error;
 
 /// The failure for `error`: its exit code and one line.
@@ -24,6 +24,9 @@ pub fn failure(error: Error) -> Failure {
         Error::Refresh(RefreshError::Persist(_)) | Error::Store(_) => {
             Failure::usage(format!("{error}; check that --store points to a writable directory"))
         }
+        _ if is_invalid_client(&error) => Failure::server(format!(
+            "{error}; check the client secret (ERPNET_CLIENT_SECRET or --client-secret-file) and --client-id"
+        )),
         Error::Refresh(_) | Error::Token(_) | Error::Callback(_) | Error::Api(_) | Error::BodyTooLarge { .. } => {
             Failure::server(error.to_string())
         }
@@ -34,5 +37,15 @@ pub fn failure(error: Error) -> Failure {
         Error::LoginTimeout(_) => Failure::login_required(format!("{error}; run `erpnet-oauth login` again")),
         Error::Cancelled => Failure::login_required("login cancelled; no tokens were stored"),
         _ => Failure::server(error.to_string()),
+    }
+}
+
+/// Whether the token endpoint refused the client itself (a wrong or missing secret, an unknown client id).
+fn is_invalid_client(error: &Error) -> bool {
+    match error {
+        Error::Token(t) | Error::Refresh(RefreshError::Token(t)) => {
+            matches!(t, TokenError::OAuth { error, .. } if error.is("invalid_client"))
+        }
+        _ => false,
     }
 }

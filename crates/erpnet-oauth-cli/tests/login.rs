@@ -115,7 +115,7 @@ fn wrong_client_secret_fails_the_code_exchange() {
     run.browse(&h);
     let o = run.finish();
     h.check_streams(&o, true);
-    o.assert_failure(4, &["invalid_client"]);
+    o.assert_failure(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
     assert!(!h.token_file().exists());
     assert_eq!(h.mock.counters().invalid_client_errors, 1);
 }

@@ -324,3 +324,37 @@ fn forced_refresh_in_many_processes_never_reuses_a_refresh_token() {
     // The login is intact.
     h.run(h.store_only(&["refresh"])).assert_success();
 }
+
+#[test]
+fn instance_with_or_without_a_trailing_slash_is_the_same_login() {
+    let h = Harness::new();
+    let slash = format!("{}/", h.instance());
+    h.login_with(h.cli_without(&["--instance"], &["--instance", &slash, "login", "--no-browser"]));
+    let o = h.run_token(h.cli(&["token"]));
+    o.assert_success();
+    assert_eq!(o.stdout, format!("{}\n", h.access_token().unwrap()));
+    let o = h.run(h.cli_without(
+        &["--instance"],
+        &["--instance", &slash, "call", "GET", "/api/domain/odata/Crm_Customers?$top=1"],
+    ));
+    o.assert_success();
+}
+
+#[test]
+fn refresh_without_or_with_a_wrong_secret_says_what_to_check_and_keeps_the_tokens() {
+    let h = Harness::new();
+    h.login();
+    let before = std::fs::read(h.token_file()).unwrap();
+    let mut cmd = h.store_only(&["refresh"]);
+    cmd.env_remove("ERPNET_CLIENT_SECRET");
+    h.run(cmd).assert_only_error(4, &["invalid_client", "ERPNET_CLIENT_SECRET", "--client-secret-file"]);
+    let wrong = "wrong-secret-Hq3Lp9";
+    h.secret(wrong);
+    let mut cmd = h.store_only(&["refresh"]);
+    cmd.env("ERPNET_CLIENT_SECRET", wrong);
+    h.run(cmd).assert_only_error(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
+    assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "the tokens are kept");
+    h.run(h.store_only(&["refresh"])).assert_success();
+    let c = h.mock.counters();
+    assert_eq!((c.invalid_client_errors, c.refresh_token_grants, c.invalid_grant_errors), (2, 1, 0));
+}
