@@ -5,14 +5,24 @@ use crate::errors::failure;
 use crate::exit::Failure;
 use crate::settings::{self, Settings};
 use erpnet_oauth_core::id_token::UnverifiedClaims;
-use erpnet_oauth_core::{ProviderMetadata, TokenSet, parse_revocation_response};
-use erpnet_oauth_ureq::{FileStore, HttpOptions, Session, TokenStore as _};
+use erpnet_oauth_core::{ProviderMetadata, TokenSet};
+use erpnet_oauth_ureq::{FileStore, HttpOptions, Revocation, Session, TokenStore as _};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Runs the command line.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let env = |k: &str| std::env::var(k).ok();
+    if cli.global.verbose {
+        // Each HTTP exchange's method, URI and status (the adapter never logs headers or bodies, where
+        // tokens and secrets travel).
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_target(false)
+            .without_time()
+            .try_init();
+    }
     match cli.command {
         Command::HashSecret => hash_secret(),
         Command::Completions { shell } => {
@@ -225,33 +235,21 @@ fn not_logged_in(settings: &Settings, not_logged_in: bool) -> Result<(), Failure
 
 fn logout(settings: &Settings) -> Result<(), Failure> {
     let store = FileStore::new(settings.token_path());
-    let tokens = store.load().map_err(|e| failure(e.into()))?;
-    let Some(tokens) = tokens else {
+    if store.load().map_err(|e| failure(e.into()))?.is_none() {
         settings::remove_profile(settings)?;
         eprintln!("Not logged in (profile `{}`); nothing to do", settings.profile);
         return Ok(());
-    };
-    // Revoke at the server when it offers revocation, with the same client authentication as at the
-    // token endpoint. Local logout happens whatever the outcome.
-    if let (Some(rt), Ok(client)) =
-        (&tokens.refresh_token, settings.client(settings.saved_discovery().as_ref(), false))
-    {
-        match client.revocation_request(rt) {
-            Ok(request) => {
-                let http = erpnet_oauth_ureq::HttpClient::new(http_options(settings));
-                match http.send_token_request(&request) {
-                    Ok(response) => match parse_revocation_response(&response) {
-                        Ok(()) => eprintln!("Revoked the refresh token at the server"),
-                        Err(e) => eprintln!("warning: the server did not revoke the refresh token: {e}"),
-                    },
-                    Err(e) => eprintln!("warning: could not reach the revocation endpoint: {e}"),
-                }
-            }
-            Err(e) => eprintln!("warning: not revoking at the server: {e}"),
-        }
     }
-    let _lock = store.lock().map_err(|e| failure(e.into()))?;
-    store.clear().map_err(|e| failure(e.into()))?;
+    // Revoke at the server when it offers revocation, with the same client authentication as at the
+    // token endpoint; local logout happens whatever the outcome.
+    let session = open_session(settings)?;
+    let logout = session.logout().map_err(failure)?;
+    match logout.revocation {
+        Revocation::Revoked => eprintln!("Revoked the refresh token at the server"),
+        Revocation::Failed(e) => eprintln!("warning: the refresh token was not revoked at the server: {e}"),
+        Revocation::NotOffered => eprintln!("warning: the server offers no revocation endpoint"),
+        _ => {}
+    }
     settings::remove_profile(settings)?;
     eprintln!("Logged out (profile `{}`): the stored tokens were deleted", settings.profile);
     Ok(())
@@ -271,22 +269,19 @@ fn hash_secret() -> Result<(), Failure> {
     print_line(&erpnet_oauth_core::ClientSecret::new(secret).erpnet_hash())
 }
 
-/// Fetches and validates the discovery document; `None` when it is unavailable (ERP.net's paths are used).
+/// Fetches and validates the discovery document, with the raw JSON to save for later commands; `None` when
+/// the instance has none (ERP.net's fixed paths are used then). A document whose issuer is not the
+/// instance's is an error (catalogue H5).
 pub fn discover(
     settings: &Settings,
     http: &erpnet_oauth_ureq::HttpClient,
 ) -> Result<Option<(ProviderMetadata, serde_json::Value)>, Failure> {
     let base = settings.client(None, false)?;
-    let request = base.discovery_request();
-    let response = match http.send_token_request(&request) {
-        Ok(r) => r,
-        Err(e) => return Err(failure(e)),
-    };
-    if !response.status().is_success() {
+    let response = http.send_token_request(&base.discovery_request()).map_err(failure)?;
+    if response.status() == http::StatusCode::NOT_FOUND {
         return Ok(None);
     }
-    let metadata = ProviderMetadata::parse(&response, base.issuer())
-        .map_err(|e| Failure::server(format!("the discovery document was rejected: {e}")))?;
+    let metadata = ProviderMetadata::parse(&response, base.issuer()).map_err(|e| failure(e.into()))?;
     let raw = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
     Ok(Some((metadata, raw)))
 }

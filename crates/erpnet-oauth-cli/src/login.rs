@@ -66,12 +66,7 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
         discovery: discovered.map(|(_, raw)| raw),
     };
     settings::write_profile(settings, &saved)?;
-    let subject = login
-        .id_token
-        .as_ref()
-        .and_then(|t| erpnet_oauth_core::id_token::UnverifiedClaims::decode(t).ok())
-        .and_then(|c| c.value.get("sub").and_then(|s| s.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "(no ID token)".to_owned());
+    let subject = login.claims.as_ref().map(|c| c.sub.clone()).unwrap_or_else(|| "(no ID token)".to_owned());
     eprintln!("Logged in as {subject}");
     Ok(())
 }

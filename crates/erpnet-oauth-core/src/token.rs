@@ -270,10 +270,10 @@ pub fn parse_token_response<B: AsRef<[u8]>>(
         None | Some(serde_json::Value::Null) => None,
         Some(v) => {
             let secs = parse_expires_in(&v)?;
-            Some(
-                now.checked_add(Duration::from_secs(secs))
-                    .ok_or_else(|| TokenError::InvalidExpiresIn(secs.to_string()))?,
-            )
+            // Whole seconds, as stores keep them: the expiry in memory and the stored one are the same.
+            let base = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let at = base.checked_add(secs).and_then(|t| UNIX_EPOCH.checked_add(Duration::from_secs(t)));
+            Some(at.ok_or_else(|| TokenError::InvalidExpiresIn(secs.to_string()))?)
         }
     };
     let refresh_token = optional_string(raw.refresh_token, "refresh_token")?.map(RefreshToken::new);
@@ -399,6 +399,15 @@ mod tests {
         assert_eq!(t.expires_at, Some(now() + Duration::from_secs(3600)));
         assert_eq!(t.scopes, Scopes::erpnet_default());
         assert_eq!(t.refresh_token, Some(RefreshToken::new("r")));
+    }
+
+    #[test]
+    fn expiry_is_in_whole_seconds_like_the_stores() {
+        let body = r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#;
+        let t =
+            parse_token_response(&resp(200, body), now() + Duration::from_millis(999), &Scopes::default())
+                .unwrap();
+        assert_eq!(t.expires_at, Some(now() + Duration::from_secs(60)));
     }
 
     #[test]

@@ -66,7 +66,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("2. Sign-in callback received at {redirect_uri}");
 
     // Token endpoint.
-    let tokens = session.finish_login(pending, callback.as_callback())?;
+    let login = session.finish_login(pending, callback.as_callback())?;
+    if let Some(claims) = &login.claims {
+        println!(
+            "   ID token verified (signature, issuer, audience, expiry, nonce): the user is {}",
+            claims.sub
+        );
+    }
+    let tokens = login.tokens;
     println!(
         "3. Token endpoint: access token {}, refresh token {}, scope `{}`",
         tokens.access_token.tail(8),

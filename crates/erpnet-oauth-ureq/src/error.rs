@@ -2,7 +2,8 @@
 
 use crate::store::StoreError;
 use erpnet_oauth_core::{
-    ApiError, BuildError, CallbackError, ConfigError, RandomError, RefreshError, RetryAfter, TokenError,
+    ApiError, BuildError, CallbackError, ConfigError, DiscoveryError, IdTokenError, JwksError, RandomError,
+    RefreshError, RetryAfter, RevocationError, TokenError,
 };
 
 /// Everything that can go wrong in this crate.
@@ -24,6 +25,19 @@ pub enum Error {
     /// The authorization code exchange failed at the token endpoint.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// The ID token failed validation (signature, issuer, audience, times, nonce, hashes): the login is
+    /// refused and nothing is stored.
+    #[error("the ID token was rejected: {0}")]
+    IdToken(#[from] IdTokenError),
+    /// The JWKS (the identity server's signing keys) could not be read.
+    #[error("the signing keys could not be read: {0}")]
+    Jwks(#[from] JwksError),
+    /// The discovery document was rejected (for instance an issuer other than the instance's).
+    #[error("the discovery document was rejected: {0}")]
+    Discovery(#[from] DiscoveryError),
+    /// The revocation endpoint refused to revoke the token.
+    #[error("the revocation failed: {0}")]
+    Revocation(#[from] RevocationError),
     /// No valid access token could be had (login required, refresh failed, new tokens not stored).
     #[error(transparent)]
     Refresh(#[from] RefreshError),
@@ -86,6 +100,9 @@ impl Error {
             Error::Api(ApiError::RateLimited { .. }) => true,
             Error::Api(ApiError::Status { status, .. }) => *status >= 500,
             Error::Dns(_) | Error::Connect(_) | Error::Timeout(_) | Error::Io(_) => true,
+            Error::Jwks(e) => e.is_retryable(),
+            Error::Discovery(e) => e.is_retryable(),
+            Error::Revocation(e) => e.is_retryable(),
             _ => false,
         }
     }

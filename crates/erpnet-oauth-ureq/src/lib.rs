@@ -67,7 +67,7 @@ mod transport;
 pub use clock::{Clock, OsRandom, SystemClock};
 pub use error::Error;
 pub use login::{Cancel, ReceivedCallback, RedirectListener};
-pub use session::{Session, SessionBuilder};
+pub use session::{LoggedIn, Logout, Revocation, Session, SessionBuilder};
 pub use store::{FileStore, MemoryStore, StoreError, StoreLock, TokenStore};
 pub use transport::{HttpClient, HttpOptions};
 

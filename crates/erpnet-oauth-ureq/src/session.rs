@@ -5,9 +5,9 @@ use crate::clock::{Clock, OsRandom, SystemClock};
 use crate::store::{MemoryStore, StoreLock, TokenStore};
 use crate::transport::{HttpClient, HttpOptions};
 use erpnet_oauth_core::{
-    Access, AccessToken, ApiCall, ApiOutcome, AuthorizationRequest, Callback, ClientConfig, LoginRequired,
-    ManagerOptions, Output, PendingLogin, RefreshError, RefreshId, Reloaded, Renewal, Scopes, TokenManager,
-    TokenSet,
+    Access, AccessToken, ApiCall, ApiOutcome, AuthorizationRequest, Callback, ClientConfig, IdToken,
+    IdTokenClaims, IdTokenError, JwkSet, KeyCache, LoginRequired, ManagerOptions, Output, PendingLogin,
+    RefreshError, RefreshId, Reloaded, Renewal, Scopes, TokenManager, TokenSet, parse_revocation_response,
 };
 use std::fmt;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -76,6 +76,7 @@ impl SessionBuilder {
         let tokens = self.store.load()?;
         let manager = TokenManager::new(self.client.clone(), tokens, self.options);
         Ok(Session {
+            keys: Mutex::new(KeyCache::new()),
             manager: Mutex::new(manager),
             changed: Condvar::new(),
             http: HttpClient::new(self.http),
@@ -84,6 +85,41 @@ impl SessionBuilder {
             clock: self.clock,
         })
     }
+}
+
+/// A finished login: the stored tokens and the verified ID token's claims.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoggedIn {
+    /// The tokens, stored and in use.
+    pub tokens: TokenSet,
+    /// The verified ID token's claims (`sub` is the user); `None` when no ID token was issued (no
+    /// `openid` scope).
+    pub claims: Option<IdTokenClaims>,
+}
+
+/// What [`Session::logout`] did at the server.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// The refresh token was revoked.
+    Revoked,
+    /// No refresh token was held.
+    NothingToRevoke,
+    /// The server has no revocation endpoint.
+    NotOffered,
+    /// The revocation failed; the tokens were deleted locally all the same.
+    Failed(Error),
+}
+
+/// The outcome of [`Session::logout`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Logout {
+    /// Whether tokens were held.
+    pub had_tokens: bool,
+    /// What happened at the server.
+    pub revocation: Revocation,
 }
 
 /// One login's tokens, kept usable: `Send + Sync`, share it with an `Arc`.
@@ -105,6 +141,7 @@ impl SessionBuilder {
 /// `Error::Refresh(RefreshError::Transport(..))`. Both are [`Error::is_retryable`], and the tokens are
 /// kept.
 pub struct Session {
+    keys: Mutex<KeyCache>,
     manager: Mutex<TokenManager>,
     changed: Condvar,
     http: HttpClient,
@@ -205,21 +242,52 @@ impl Session {
 
     /// Finishes a login with the callback the redirect URI received: a query string
     /// ([`Callback::Query`], the seed's), a `form_post` body ([`Callback::FormPost`]) or the full URL.
-    /// Checks the callback, exchanges the code (one request; a network failure is not retried with the
-    /// same code), stores the tokens, then makes them the session's.
+    ///
+    /// In order: checks the callback (state, `iss`, errors); verifies a front-channel ID token of the
+    /// hybrid flow (signature, nonce, `c_hash`) before the code is exchanged (catalogue B7); exchanges the
+    /// code (one request: a network failure is not retried with the same code); verifies the ID token
+    /// (signature against the JWKS, issuer, audience, expiry, nonce, `at_hash`: catalogue D), fetching the
+    /// signing keys when needed (once more for an unknown `kid`, at most once a minute); then stores the
+    /// tokens and makes them the session's. Nothing is stored when a check fails.
     ///
     /// If the tokens cannot be stored they are still used in memory, and the store error is returned.
-    pub fn finish_login(&self, pending: PendingLogin, callback: Callback<'_>) -> Result<TokenSet, Error> {
+    pub fn finish_login(&self, pending: PendingLogin, callback: Callback<'_>) -> Result<LoggedIn, Error> {
         let exchange = pending.handle_callback(&self.client, callback)?;
+        if let Some(token) = exchange.front_channel_id_token() {
+            self.with_keys(token, |keys, now| exchange.verify_front_channel(&self.client, keys, now))?;
+        }
         let (request, waiting) = exchange.into_request(&self.client);
         let response = self.http.send_token_request(&request)?;
+        drop(request);
         let login = waiting.handle_response(&response, self.clock.now())?;
+        let claims = match &login.tokens.id_token {
+            Some(token) => {
+                Some(self.with_keys(token, |keys, now| login.verify_id_token(&self.client, keys, now))?)
+            }
+            None => None,
+        };
         let tokens = login.tokens;
         let saved = self.store.lock().and_then(|_lock| self.store.save(&tokens));
         self.lock().handle_login(tokens.clone());
         self.changed.notify_all();
         saved?;
-        Ok(tokens)
+        Ok(LoggedIn { tokens, claims })
+    }
+
+    /// Verifies with the signing keys, fetching them first when the cache has none or lacks the token's
+    /// `kid` (rate-limited by the core's [`KeyCache`]).
+    fn with_keys<T>(
+        &self,
+        token: &IdToken,
+        verify: impl FnOnce(&JwkSet, SystemTime) -> Result<T, IdTokenError>,
+    ) -> Result<T, Error> {
+        let mut cache = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.clock.now();
+        if let Some(request) = cache.poll_fetch(&self.client, token, now) {
+            let response = self.http.send_token_request(&request)?;
+            cache.handle_jwks_response(&response)?;
+        }
+        Ok(verify(cache.keys(), self.clock.now())?)
     }
 
     /// A valid access token, refreshed first when it is expired or expires within the skew (catalogue
@@ -274,10 +342,11 @@ impl Session {
         self.acquire(&mut call, |m, call, now| m.access_token(call, now)).map(|_| ())
     }
 
-    /// Local logout: forgets the tokens and deletes them from the store. Returns the tokens that were
-    /// held, so that the refresh token can be revoked at the server (RFC 7009) — this crate does not
-    /// revoke yet; that comes with the core's revocation support.
-    pub fn logout(&self) -> Result<Option<TokenSet>, Error> {
+    /// Logs out: revokes the refresh token at the server when it offers revocation (RFC 7009, with the
+    /// same client authentication as the token endpoint: catalogue G1), then forgets the tokens and deletes
+    /// them from the store, whatever the revocation's outcome (G2). The outcome of the revocation is in the
+    /// returned [`Logout`]; an error is returned only when the store could not be cleared.
+    pub fn logout(&self) -> Result<Logout, Error> {
         let _lock = self.store.lock()?;
         let previous = {
             let mut manager = self.lock();
@@ -286,8 +355,21 @@ impl Session {
             previous
         };
         self.changed.notify_all();
+        let revocation = match previous.as_ref().and_then(|t| t.refresh_token.as_ref()) {
+            None => Revocation::NothingToRevoke,
+            Some(rt) => match self.client.revocation_request(rt) {
+                Err(_) => Revocation::NotOffered,
+                Ok(request) => match self.http.send_token_request(&request) {
+                    Ok(response) => match parse_revocation_response(&response) {
+                        Ok(()) => Revocation::Revoked,
+                        Err(e) => Revocation::Failed(e.into()),
+                    },
+                    Err(e) => Revocation::Failed(e),
+                },
+            },
+        };
         self.store.clear()?;
-        Ok(previous)
+        Ok(Logout { had_tokens: previous.is_some(), revocation })
     }
 
     /// `path_or_url` as a request URI. A plain path (`/api/...`) is appended to the instance URL, which

@@ -1,6 +1,7 @@
 //! The HTTP client: a ureq 3 agent with timeouts, no redirects, non-2xx as responses and bounded bodies.
 
 use crate::Error;
+use erpnet_oauth_core::{ClientConfig, ProviderMetadata};
 use std::time::Duration;
 
 /// Settings of the HTTP client.
@@ -122,9 +123,31 @@ impl HttpClient {
         } else {
             builder.body(request.body().as_slice()).map(|r| self.agent.run(r))
         };
-        let mut response = result.map_err(|e| Error::Http(e.to_string()))?.map_err(Error::from_ureq)?;
+        let mut response = match result.map_err(|e| Error::Http(e.to_string()))?.map_err(Error::from_ureq) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(method = %request.method(), uri = %request.uri(), error = %e, "HTTP request failed");
+                return Err(e);
+            }
+        };
         let body = response.body_mut().with_config().limit(limit).read_to_vec().map_err(Error::from_ureq)?;
         let (parts, _) = response.into_parts();
+        // Tokens travel in headers and bodies only (catalogue F1), never in URIs: the URI and the status
+        // are safe to log; headers and bodies are not logged.
+        tracing::debug!(
+            method = %request.method(),
+            uri = %request.uri(),
+            status = parts.status.as_u16(),
+            bytes = body.len(),
+            "HTTP exchange"
+        );
         Ok(http::Response::from_parts(parts, body))
+    }
+
+    /// Fetches and validates the discovery document of `client`'s issuer (catalogue H5: an issuer other
+    /// than the expected one is rejected). Apply it with [`ClientConfig::with_provider`].
+    pub fn discover(&self, client: &ClientConfig) -> Result<ProviderMetadata, Error> {
+        let response = self.send_token_request(&client.discovery_request())?;
+        Ok(ProviderMetadata::parse(&response, client.issuer())?)
     }
 }

@@ -228,16 +228,33 @@ fn a_corrupt_store_is_reported_and_left_alone() {
 }
 
 #[test]
-fn logout_clears_the_store_and_returns_the_tokens() {
+fn logout_revokes_the_refresh_token_and_clears_the_store() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens.json");
     let (mock, session) = logged_in(FileStore::new(&path));
-    let tokens = session.tokens().unwrap();
-    assert_eq!(session.logout().unwrap(), Some(tokens));
+    let logout = session.logout().unwrap();
+    assert!(logout.had_tokens);
+    assert!(matches!(logout.revocation, erpnet_oauth_ureq::Revocation::Revoked), "{logout:?}");
+    assert_eq!(mock.counters().revocations, 1);
     assert!(!path.exists());
     assert!(session.get(CUSTOMERS).unwrap_err().is_login_required());
     assert!(session.refresh().unwrap_err().is_login_required());
     assert_eq!(mock.counters().token_requests, 0);
+}
+
+#[test]
+fn logout_deletes_locally_when_revocation_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.json");
+    let (mock, session) = logged_in(FileStore::new(&path));
+    mock.inject_fault(Endpoint::Revocation, Fault::Status(503), None);
+    let logout = session.logout().unwrap();
+    match &logout.revocation {
+        erpnet_oauth_ureq::Revocation::Failed(e) => assert!(e.is_retryable(), "{e}"),
+        other => panic!("expected a failed revocation, got {other:?}"),
+    }
+    assert!(!path.exists());
+    assert!(!session.is_logged_in());
 }
 
 #[test]

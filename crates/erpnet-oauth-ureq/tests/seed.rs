@@ -35,7 +35,11 @@ fn seed_end_to_end_with_the_loopback_listener() {
     assert!(matches!(callback, ReceivedCallback::Query(_)));
 
     // Token endpoint: the code is exchanged once.
-    let tokens = session.finish_login(pending, callback.as_callback()).unwrap();
+    let login = session.finish_login(pending, callback.as_callback()).unwrap();
+    // The ID token was verified against the mock's JWKS (fetched once).
+    assert_eq!(login.claims.as_ref().map(|c| c.sub.as_str()), Some("admin"));
+    assert_eq!(mock.counters().jwks_fetches, 1);
+    let tokens = login.tokens;
     assert!(tokens.refresh_token.is_some());
     assert!(tokens.id_token.is_some());
     let first_refresh_token = tokens.refresh_token.clone();

@@ -3,8 +3,8 @@
 #![allow(dead_code)]
 
 use erpnet_oauth_mock::{
-    DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH, LOGIN_REQUEST_HEADER,
-    MockConfig, MockErpNet,
+    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH,
+    LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
 };
 use erpnet_oauth_ureq::{AuthorizationRequest, Callback, ClientConfig, ClientSecret, Session};
 use std::sync::Arc;
@@ -13,9 +13,11 @@ use std::time::SystemTime;
 /// The redirect URI the tests register (nothing listens on it unless a test binds it).
 pub const REDIRECT_URI: &str = "http://127.0.0.1:9/signin-callback";
 
-/// A mock with the manual clock whose seed app also allows `redirect_uris`.
+/// A mock with a manual clock starting at the present (so that sessions on the system clock accept its ID
+/// tokens) whose seed app also allows `redirect_uris`.
 pub fn mock_allowing(redirect_uris: &[&str]) -> Arc<MockErpNet> {
     let mut config = MockConfig::seed_manual_clock();
+    config.clock = ClockMode::Manual { start: SystemTime::now() };
     for app in &mut config.apps {
         for uri in redirect_uris {
             app.impersonate_login_urls.push((*uri).to_owned());
