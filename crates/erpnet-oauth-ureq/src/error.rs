@@ -3,7 +3,7 @@
 use crate::store::StoreError;
 use erpnet_oauth_core::{
     ApiError, BuildError, CallbackError, ConfigError, DiscoveryError, IdTokenError, JwksError, RandomError,
-    RefreshError, RetryAfter, RevocationError, TokenError,
+    RefreshError, RetryAfter, RevocationError, TokenError, UserInfoError,
 };
 
 /// Everything that can go wrong in this crate.
@@ -35,6 +35,9 @@ pub enum Error {
     /// The discovery document was rejected (for instance an issuer other than the instance's).
     #[error("the discovery document was rejected: {0}")]
     Discovery(#[from] DiscoveryError),
+    /// The UserInfo endpoint's answer was refused (an error status, or a `sub` other than the ID token's).
+    #[error("the userinfo request failed: {0}")]
+    UserInfo(#[from] UserInfoError),
     /// The revocation endpoint refused to revoke the token.
     #[error("the revocation failed: {0}")]
     Revocation(#[from] RevocationError),

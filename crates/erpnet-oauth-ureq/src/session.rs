@@ -7,7 +7,8 @@ use crate::transport::{HttpClient, HttpOptions};
 use erpnet_oauth_core::{
     Access, AccessToken, ApiCall, ApiOutcome, AuthorizationRequest, Callback, ClientConfig, IdToken,
     IdTokenClaims, IdTokenError, JwkSet, KeyCache, LoginRequired, ManagerOptions, Output, PendingLogin,
-    RefreshError, RefreshId, Reloaded, Renewal, Scopes, TokenManager, TokenSet, parse_revocation_response,
+    ReferenceToken, RefreshError, RefreshId, Reloaded, Renewal, Scopes, TokenManager, TokenSet, UserInfo,
+    id_token::UnverifiedClaims, parse_revocation_response, parse_userinfo_response,
 };
 use std::fmt;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -67,6 +68,21 @@ impl SessionBuilder {
     /// (space-separated), instead of with a user's refresh token. No login is needed.
     pub fn client_credentials(mut self, scopes: &str) -> Self {
         self.options.renewal = Renewal::ClientCredentials { scopes: Scopes::parse(scopes) };
+        self
+    }
+
+    /// Uses a static ERP.net reference token (`enrt_...`, a personal or service access token) as the bearer
+    /// credential, in place of a login: it is sent as `Authorization: Bearer` on every call, never
+    /// refreshed, and a 401 is returned to the caller. Replaces the store with a memory store holding it.
+    pub fn reference_token(mut self, token: ReferenceToken) -> Self {
+        self.store = Box::new(MemoryStore::with_tokens(TokenSet {
+            access_token: AccessToken::new(token.secret()),
+            expires_at: None,
+            refresh_token: None,
+            id_token: None,
+            scopes: Scopes::default(),
+        }));
+        self.options.renewal = Renewal::RefreshToken;
         self
     }
 
@@ -340,6 +356,22 @@ impl Session {
         }
         drop(manager);
         self.acquire(&mut call, |m, call, now| m.access_token(call, now)).map(|_| ())
+    }
+
+    /// The signed-in user's claims from the UserInfo endpoint, with the current access token; their `sub`
+    /// must be the ID token's (OpenID Connect Core §5.3.2); without an ID token (no `openid` scope) the
+    /// answer cannot be checked and [`IdTokenError::Missing`] is returned.
+    pub fn userinfo(&self) -> Result<UserInfo, Error> {
+        let token = self.access_token()?;
+        let expected = self
+            .tokens()
+            .and_then(|t| t.id_token)
+            .and_then(|t| UnverifiedClaims::decode(&t).ok())
+            .and_then(|c| c.value.get("sub").and_then(|s| s.as_str()).map(str::to_owned))
+            .ok_or(Error::IdToken(IdTokenError::Missing))?;
+        let request = self.client.userinfo_request(&token)?;
+        let response = self.http.send_token_request(&request)?;
+        Ok(parse_userinfo_response(&response, &expected)?)
     }
 
     /// Logs out: revokes the refresh token at the server when it offers revocation (RFC 7009, with the
