@@ -18,6 +18,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         // tokens and secrets travel).
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
+            // Colours only on a terminal: a redirected log stays plain text.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_max_level(tracing::Level::DEBUG)
             .with_target(false)
             .without_time()
