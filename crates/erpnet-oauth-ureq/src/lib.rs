@@ -77,3 +77,9 @@ pub use erpnet_oauth_core::{
     PendingLogin, RefreshError, ResponseMode, ResponseType, RetryAfter, TokenSet,
 };
 pub use ureq;
+
+/// The README's and the guide's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+#[doc = include_str!("../../../docs/GUIDE.md")]
+pub struct ReadmeDoctests;
