@@ -44,6 +44,11 @@ pub struct Case {
     /// The steps, in order.
     #[serde(rename = "step", default)]
     pub steps: Vec<toml::Value>,
+    /// Only these drivers run the case (`["ureq"]`: an adapter behaviour the core has no part in); the
+    /// others report it skipped. Absent: every driver.
+    pub drivers: Option<Vec<String>>,
+    /// The client must refuse the configuration with this error (`Debug`); such a case has no steps.
+    pub config_error: Option<String>,
 }
 
 fn default_now() -> u64 {
@@ -69,6 +74,9 @@ pub struct ClientSpec {
     /// Whether discovery advertises `authorization_response_iss_parameter_supported`.
     #[serde(default)]
     pub iss_parameter_supported: bool,
+    /// An adapter's HTTP timeout for a whole request, in milliseconds (cases whose server never answers);
+    /// the core has no timeouts and ignores it.
+    pub timeout_ms: Option<u64>,
 }
 
 /// The `[random]` table: a `SeededRandom` seed, or fixed bytes in hex (an error once used up).
@@ -258,6 +266,8 @@ pub struct Wire {
     pub response: Option<String>,
     /// No answer: the connection failed with this reason (`timeout`, `connection reset`...).
     pub transport_error: Option<String>,
+    /// The response body is padded with spaces to this many bytes (a huge answer, catalogue H3).
+    pub body_size: Option<usize>,
 }
 
 /// Expected tokens after a step. Strings `none` mean absent.
@@ -290,8 +300,10 @@ pub fn load(path: &Path) -> Result<Case, String> {
     for (i, step) in case.steps.iter().enumerate() {
         Step::deserialize(step.clone()).map_err(|e| one_line(&format!("step {}: {e}", i + 1)))?;
     }
-    if case.steps.is_empty() {
-        return Err("the case has no steps".to_owned());
+    match (case.steps.is_empty(), &case.config_error) {
+        (true, None) => return Err("the case has no steps".to_owned()),
+        (false, Some(_)) => return Err("a case with a config_error has no steps".to_owned()),
+        _ => {}
     }
     Ok(case)
 }

@@ -41,7 +41,7 @@ enum Slot {
 
 /// The case's random bytes: a seeded stream, or fixed bytes that run out.
 #[derive(Debug)]
-enum Random {
+pub(super) enum Random {
     Seeded(SeededRandom),
     Fixed(Vec<u8>),
 }
@@ -61,6 +61,16 @@ impl RandomSource for Random {
     }
 }
 
+impl Random {
+    /// The case's random source.
+    pub(super) fn from_spec(spec: &super::case::RandomSpec) -> Harness<Random> {
+        Ok(match (&spec.hex, spec.seed) {
+            (Some(h), _) => Random::Fixed(hex(h)?),
+            (None, seed) => Random::Seeded(SeededRandom::new(seed.unwrap_or(0))),
+        })
+    }
+}
+
 impl CoreDriver {
     /// A driver with no case started.
     pub fn new() -> Self {
@@ -72,11 +82,11 @@ impl CoreDriver {
     }
 }
 
-fn unix(t: SystemTime) -> Option<u64> {
+pub(super) fn unix(t: SystemTime) -> Option<u64> {
     t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
 }
 
-fn view(t: &TokenSet) -> TokensView {
+pub(super) fn view(t: &TokenSet) -> TokensView {
     TokensView {
         access_token: t.access_token.secret().to_owned(),
         refresh_token: t.refresh_token.as_ref().map(|r| r.secret().to_owned()),
@@ -86,7 +96,7 @@ fn view(t: &TokenSet) -> TokensView {
     }
 }
 
-fn hex(s: &str) -> Harness<Vec<u8>> {
+pub(super) fn hex(s: &str) -> Harness<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     if s.len() % 2 != 0 {
         return Err("random.hex has an odd number of digits".to_owned());
@@ -99,9 +109,16 @@ fn hex(s: &str) -> Harness<Vec<u8>> {
         .collect()
 }
 
-fn build_client(setup: &Setup) -> Harness<ClientConfig> {
+/// The case's client configuration as the core builds it.
+pub(super) fn build_client(setup: &Setup) -> Harness<Result<ClientConfig, String>> {
+    build_client_at(setup, &setup.client.instance)
+}
+
+/// The case's client configuration with another instance URL (an adapter's driver points it at a
+/// local server).
+pub(super) fn build_client_at(setup: &Setup, instance: &str) -> Harness<Result<ClientConfig, String>> {
     let spec = &setup.client;
-    let mut b = ClientConfig::builder(&spec.instance, &spec.client_id);
+    let mut b = ClientConfig::builder(instance, &spec.client_id);
     if let Some(s) = &spec.client_secret {
         b = b.client_secret(ClientSecret::new(s.as_str()));
     }
@@ -120,10 +137,11 @@ fn build_client(setup: &Setup) -> Harness<ClientConfig> {
         b = b.issuer(i);
     }
     b = b.iss_parameter_supported(spec.iss_parameter_supported);
-    b.build().map_err(|e| format!("the client configuration is refused: {e}"))
+    // The inner `Err`: the core refuses the configuration (catalogue H4...), the error's `Debug`.
+    Ok(b.build().map_err(|e| format!("{e:?}")))
 }
 
-fn stored_tokens(setup: &Setup) -> Option<TokenSet> {
+pub(super) fn stored_tokens(setup: &Setup) -> Option<TokenSet> {
     let t = setup.tokens.as_ref()?;
     let expires_at = match (t.expires_at, t.expires_in) {
         (Some(at), _) => UNIX_EPOCH.checked_add(Duration::from_secs(at)),
@@ -140,7 +158,7 @@ fn stored_tokens(setup: &Setup) -> Option<TokenSet> {
     })
 }
 
-fn options(setup: &Setup) -> Harness<ManagerOptions> {
+pub(super) fn options(setup: &Setup) -> Harness<ManagerOptions> {
     let mut o = ManagerOptions::default();
     if let Some(s) = setup.manager.skew {
         o.skew = Duration::from_secs(s);
@@ -197,12 +215,16 @@ impl Run {
 }
 
 impl Driver for CoreDriver {
-    fn start(&mut self, setup: &Setup) -> Harness<()> {
-        let client = build_client(setup)?;
-        let rng = match (&setup.random.hex, setup.random.seed) {
-            (Some(h), _) => Random::Fixed(hex(h)?),
-            (None, seed) => Random::Seeded(SeededRandom::new(seed.unwrap_or(0))),
+    fn name(&self) -> &'static str {
+        "core"
+    }
+
+    fn start(&mut self, setup: &Setup) -> Harness<Result<(), String>> {
+        let client = match build_client(setup)? {
+            Ok(c) => c,
+            Err(refused) => return Ok(Err(refused)),
         };
+        let rng = Random::from_spec(&setup.random)?;
         let manager = TokenManager::new(client.clone(), stored_tokens(setup), options(setup)?);
         self.run = Some(Run {
             client,
@@ -213,7 +235,7 @@ impl Driver for CoreDriver {
             store: Vec::new(),
             oidc: oidc::State::default(),
         });
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn authorize(&mut self, login: &str, p: &AuthorizeParams) -> Harness<Result<String, String>> {

@@ -9,7 +9,7 @@
 use super::case::{ClientSpec, ManagerSpec, RandomSpec, StoredTokens};
 use super::message::{self, Message};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// What a case starts from.
@@ -105,13 +105,24 @@ pub type Harness<T> = Result<T, String>;
 
 /// A client under test.
 pub trait Driver {
+    /// The driver's short name, shown in the report (`core`, `ureq`) and matched by a case's `drivers`.
+    fn name(&self) -> &'static str;
+
+    /// Why this driver cannot perform steps of kind `step` (the `do` value), if it cannot: cases with
+    /// such a step are reported as skipped with that reason, not run.
+    fn unsupported(&self, step: &str) -> Option<&'static str> {
+        let _ = step;
+        None
+    }
+
     /// Headers the transport adds to requests (`User-Agent`, `Content-Length`...), left out of comparisons.
     fn transport_headers(&self) -> &[&'static str] {
         &[]
     }
 
-    /// Starts a case: a fresh client with this configuration, clock, random source and store.
-    fn start(&mut self, setup: &Setup) -> Harness<()>;
+    /// Starts a case: a fresh client with this configuration, clock, random source and store. The inner
+    /// `Err` is the client refusing the configuration (its error's `Debug`).
+    fn start(&mut self, setup: &Setup) -> Harness<Result<(), String>>;
 
     /// Builds the authorization request of login `login`: the URL to send the browser to, or the
     /// build error.
@@ -171,10 +182,10 @@ struct WireState {
 }
 
 /// The server side of one action: checks each request against the script, answers with the script's
-/// reply. Shareable between threads (an adapter's server thread may hold it).
-#[derive(Debug)]
+/// reply. Shareable between threads: clones share one script (an adapter's server thread may hold one).
+#[derive(Debug, Clone)]
 pub struct Wire {
-    state: Mutex<WireState>,
+    state: Arc<Mutex<WireState>>,
     ignore: Vec<&'static str>,
 }
 
@@ -182,7 +193,7 @@ impl Wire {
     /// A wire that expects exactly `script`, in order.
     pub fn new(script: Vec<Exchange>, vars: BTreeMap<String, String>, ignore: &[&'static str]) -> Self {
         Wire {
-            state: Mutex::new(WireState { script, next: 0, vars, errors: Vec::new() }),
+            state: Arc::new(Mutex::new(WireState { script, next: 0, vars, errors: Vec::new() })),
             ignore: ignore.to_vec(),
         }
     }
@@ -212,7 +223,12 @@ impl Wire {
     /// Ends the action: every scripted exchange must have happened and every request must have matched.
     /// Returns the values captured so far.
     pub fn finish(self) -> Result<BTreeMap<String, String>, String> {
-        let state = self.state.into_inner().map_err(|_| "the wire's lock is poisoned".to_owned())?;
+        let mut guard = self.state.lock().map_err(|_| "the wire's lock is poisoned".to_owned())?;
+        let state = std::mem::replace(
+            &mut *guard,
+            WireState { script: Vec::new(), next: 0, vars: BTreeMap::new(), errors: Vec::new() },
+        );
+        drop(guard);
         if let Some(first) = state.errors.into_iter().next() {
             return Err(first);
         }

@@ -1,13 +1,16 @@
 //! The conformance suite: the cases in `fixtures/`, one file each, run through a [`Driver`].
 //!
 //! [`check`] runs one case; [`run`] runs a directory of them and reports one line per case. The
-//! [`CoreDriver`] feeds the core directly; an adapter's driver can run the same files over real HTTP.
+//! [`CoreDriver`] feeds the core directly; the [`UreqDriver`] runs the same files through the blocking
+//! adapter over real HTTP against the mock ERP.net in scripted mode. A driver that cannot perform some
+//! step kind says so ([`Driver::unsupported`]) and the cases with such steps are reported skipped.
 
 mod case;
 mod core_driver;
 mod driver;
 mod message;
 mod oidc;
+mod ureq_driver;
 
 pub use case::{Case, DEFAULT_NOW, Step, load};
 pub use core_driver::CoreDriver;
@@ -15,6 +18,7 @@ pub use driver::{
     AuthorizeParams, CallOutcome, Driver, Exchange, Harness, Reply, Setup, StoreEvent, TokensView, Wire,
 };
 pub use message::{Body, Message, parse_request, parse_response};
+pub use ureq_driver::UreqDriver;
 
 use base64::Engine as _;
 use case::{TokensExpect, substitute};
@@ -44,7 +48,13 @@ pub fn check(case: &Case, driver: &mut dyn Driver) -> Result<(), String> {
         tokens: case.tokens.as_ref().map(|t| stored(t, &vars)).transpose()?,
         manager: case.manager.clone(),
     };
-    driver.start(&setup).map_err(|e| format!("setup: {e}"))?;
+    match (driver.start(&setup).map_err(|e| format!("setup: {e}"))?, &case.config_error) {
+        (Ok(()), None) => {}
+        (Ok(()), Some(e)) => return Err(format!("expected the configuration to be refused with {e}")),
+        (Err(refused), expected) => {
+            return outcome_error(&refused, expected.as_deref()).map_err(|e| format!("configuration: {e}"));
+        }
+    }
     for (i, raw) in case.steps.iter().enumerate() {
         let kind = raw.get("do").and_then(|d| d.as_str()).unwrap_or("?");
         let fail = |e: String| format!("step {} ({kind}): {e}", i + 1);
@@ -253,7 +263,14 @@ fn make_wire(
         let expected = parse_request(&spec.request).map_err(|e| format!("wire {}: request: {e}", i + 1))?;
         let reply = match (&spec.response, &spec.transport_error) {
             (Some(r), None) => {
-                Reply::Response(parse_response(r).map_err(|e| format!("wire {}: response: {e}", i + 1))?)
+                let mut r = parse_response(r).map_err(|e| format!("wire {}: response: {e}", i + 1))?;
+                if let Some(size) = spec.body_size {
+                    if size < r.body().len() {
+                        return Err(format!("wire {}: body_size is smaller than the body", i + 1));
+                    }
+                    r.body_mut().resize(size, b' ');
+                }
+                Reply::Response(r)
             }
             (None, Some(reason)) => Reply::TransportError(reason.clone()),
             _ => return Err(format!("wire {}: give either a response or a transport_error", i + 1)),
@@ -350,37 +367,81 @@ fn unsigned_jwt(claims: &toml::Table) -> Result<String, String> {
     Ok(format!("{}.{}.{}", b64(br#"{"alg":"RS256","typ":"JWT"}"#), b64(&payload), b64(b"signature")))
 }
 
-/// The result of running a directory of cases.
+/// How one case ended with one driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every step gave what the case expects.
+    Pass,
+    /// The first difference.
+    Fail(String),
+    /// Not run by this driver, and why.
+    Skip(String),
+}
+
+/// One case's result with one driver.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    /// The driver's name (`core`, `ureq`).
+    pub driver: &'static str,
+    /// The case id.
+    pub id: String,
+    /// How it ended.
+    pub verdict: Verdict,
+}
+
+/// The result of running a directory of cases with one or several drivers.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Each case's id and result, in file-name order.
-    pub results: Vec<(String, Result<(), String>)>,
-    /// How many case files matched the filter (each must yield a result).
+    /// Each case's result, per driver, in file-name order.
+    pub results: Vec<CaseResult>,
+    /// How many case files matched the filter (each must yield a result per driver).
     pub files: usize,
 }
 
 impl Report {
+    fn count(&self, f: impl Fn(&Verdict) -> bool) -> usize {
+        self.results.iter().filter(|r| f(&r.verdict)).count()
+    }
+
     /// How many cases passed.
     pub fn passed(&self) -> usize {
-        self.results.iter().filter(|(_, r)| r.is_ok()).count()
+        self.count(|v| *v == Verdict::Pass)
     }
 
     /// How many cases failed.
     pub fn failed(&self) -> usize {
-        self.results.len() - self.passed()
+        self.count(|v| matches!(v, Verdict::Fail(_)))
     }
 
-    /// One line per case (`PASS id` / `FAIL id: why`), then `N passed, M failed`.
+    /// How many cases a driver did not run.
+    pub fn skipped(&self) -> usize {
+        self.count(|v| matches!(v, Verdict::Skip(_)))
+    }
+
+    /// The results of driver `name`.
+    pub fn of<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a CaseResult> + 'a {
+        self.results.iter().filter(move |r| r.driver == name)
+    }
+
+    /// Appends another run's results (another driver over the same files).
+    pub fn extend(&mut self, other: Report) {
+        self.files = self.files.max(other.files);
+        self.results.extend(other.results);
+    }
+
+    /// One line per case and driver (`PASS [core] id`, `FAIL [ureq] id: why`, `SKIP [ureq] id: why`),
+    /// then `N passed, M failed, K skipped`.
     pub fn lines(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .results
             .iter()
-            .map(|(id, r)| match r {
-                Ok(()) => format!("PASS {id}"),
-                Err(why) => format!("FAIL {id}: {}", case::one_line(why)),
+            .map(|r| match &r.verdict {
+                Verdict::Pass => format!("PASS [{}] {}", r.driver, r.id),
+                Verdict::Fail(why) => format!("FAIL [{}] {}: {}", r.driver, r.id, case::one_line(why)),
+                Verdict::Skip(why) => format!("SKIP [{}] {}: {}", r.driver, r.id, case::one_line(why)),
             })
             .collect();
-        out.push(format!("{} passed, {} failed", self.passed(), self.failed()));
+        out.push(format!("{} passed, {} failed, {} skipped", self.passed(), self.failed(), self.skipped()));
         out
     }
 }
@@ -400,6 +461,20 @@ pub fn case_files(dir: &Path, filter: Option<&str>) -> Result<Vec<PathBuf>, Stri
     Ok(files)
 }
 
+/// Why `driver` does not run `case`, if it does not: the case is for other drivers, or has a step the
+/// driver cannot perform.
+pub fn skip_reason(case: &Case, driver: &dyn Driver) -> Option<String> {
+    if let Some(only) = &case.drivers {
+        if !only.iter().any(|d| d == driver.name()) {
+            return Some(format!("the case runs only through {}", only.join(", ")));
+        }
+    }
+    case.steps.iter().enumerate().find_map(|(i, step)| {
+        let kind = step.get("do").and_then(|d| d.as_str()).unwrap_or("?");
+        driver.unsupported(kind).map(|why| format!("step {} ({kind}): {why}", i + 1))
+    })
+}
+
 /// Runs every case in `dir` whose name contains `filter`, each with a fresh driver from `make`.
 pub fn run(
     dir: &Path,
@@ -409,9 +484,19 @@ pub fn run(
     let files = case_files(dir, filter)?;
     let mut report = Report { files: files.len(), ..Report::default() };
     for path in files {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
-        let result = load(&path).and_then(|case| check(&case, make().as_mut()));
-        report.results.push((stem, result));
+        let id = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_owned();
+        let mut driver = make();
+        let verdict = match load(&path) {
+            Err(e) => Verdict::Fail(e),
+            Ok(case) => match skip_reason(&case, driver.as_ref()) {
+                Some(why) => Verdict::Skip(why),
+                None => match check(&case, driver.as_mut()) {
+                    Ok(()) => Verdict::Pass,
+                    Err(e) => Verdict::Fail(e),
+                },
+            },
+        };
+        report.results.push(CaseResult { driver: driver.name(), id, verdict });
     }
     Ok(report)
 }
