@@ -9,7 +9,7 @@ use erpnet_oauth_core::{AuthorizationRequest, is_loopback};
 use erpnet_oauth_ureq::{FileStore, HttpClient, HttpOptions, RedirectListener, Session};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), Failure> {
@@ -28,8 +28,19 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     // Listen before the browser is sent anywhere.
     let listener = RedirectListener::bind(redirect).map_err(failure)?.timeout(wait);
     let cancel = listener.cancel_handle();
-    // Ctrl-C stops the wait cleanly (the handler can only be set once per process).
-    let _ = ctrlc::set_handler(move || cancel.cancel());
+    // Ctrl-C: while waiting for the browser it stops the wait cleanly (no tokens stored, exit 3); while
+    // talking to the server it ends the process at once, also with nothing stored (exit 3); once the
+    // tokens are being stored it is ignored, so the store is never left half-done.
+    let phase = Arc::new(AtomicU8::new(BUSY));
+    let handler_phase = phase.clone();
+    let _ = ctrlc::set_handler(move || match handler_phase.load(Ordering::SeqCst) {
+        WAITING => cancel.cancel(),
+        BUSY => {
+            eprintln!("erpnet-oauth: login cancelled; no tokens were stored");
+            std::process::exit(crate::exit::Code::LoginRequired as i32);
+        }
+        _ => {}
+    });
 
     let options = HttpOptions::default().timeout(settings.timeout).connect_timeout(settings.timeout);
     let http = HttpClient::new(options.clone());
@@ -53,10 +64,15 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     }
 
     let spinner = Spinner::start("Waiting for the login in the browser (Ctrl-C to cancel)");
+    phase.store(WAITING, Ordering::SeqCst);
     let received = listener.wait();
+    phase.store(BUSY, Ordering::SeqCst);
     spinner.stop();
     let callback = received.map_err(failure)?;
+    // finish_login stores the tokens last, after every check and request, and the file store replaces its
+    // file atomically: a Ctrl-C in this phase leaves either no tokens or the whole new set.
     let login = session.finish_login(pending, callback.as_callback()).map_err(failure)?;
+    phase.store(STORING, Ordering::SeqCst);
 
     let saved = SavedProfile {
         instance: settings.instance()?.to_owned(),
@@ -71,10 +87,20 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     Ok(())
 }
 
-/// The redirect URI must be plain http on a loopback address with the path `login` listens on.
+const BUSY: u8 = 0;
+const WAITING: u8 = 1;
+const STORING: u8 = 2;
+
+/// The redirect URI must be plain http on a loopback address, with a real port, and the path `login`
+/// listens on.
 fn check_redirect(redirect: &str) -> Result<(), Failure> {
     let url = url::Url::parse(redirect)
         .map_err(|e| Failure::usage(format!("the redirect URI `{redirect}` is not a URL ({e})")))?;
+    if url.port() == Some(0) {
+        return Err(Failure::usage(format!(
+            "the redirect URI `{redirect}` has port 0; give the port registered in ImpersonateLoginUrl"
+        )));
+    }
     if url.scheme() != "http" || !is_loopback(&url) {
         return Err(Failure::usage(format!(
             "the redirect URI `{redirect}` is not a loopback http address; `login` listens on it, so it must \

@@ -159,6 +159,8 @@ fn non_loopback_redirect_uri_is_refused() {
     login("http://example.com/cb").assert_only_error(2, &["http://example.com/cb", "loopback"]);
     login("https://127.0.0.1:8400/cb").assert_only_error(2, &["loopback"]);
     login("not a url").assert_only_error(2, &["not a URL"]);
+    // Port 0 would bind some free port while the authorize request names port 0: never completable.
+    login("http://127.0.0.1:0/signin-callback").assert_only_error(2, &["port 0"]);
     assert_eq!(h.mock.counters().discovery_fetches, 0);
 }
 

@@ -48,6 +48,17 @@ pub enum ConfigError {
     /// A public client (no secret) was configured with a secret-based authentication method.
     #[error("client authentication {0:?} needs a client secret, and none was given")]
     MissingSecret(AuthMethod),
+    /// An API request is addressed to another origin than the instance's: the access token is not sent
+    /// there (it is the instance's credential, and would leak).
+    #[error(
+        "the request goes to {origin}, not to the instance ({instance}); the access token is only sent to the instance"
+    )]
+    ForeignOrigin {
+        /// The origin the request was addressed to.
+        origin: String,
+        /// The instance's origin.
+        instance: String,
+    },
     /// A request needs an endpoint that the configuration does not have (e.g. a provider whose
     /// discovery document lists no revocation endpoint).
     #[error("{what} is not configured")]
@@ -244,6 +255,30 @@ impl ClientConfig {
     /// The token endpoint as an `http::Uri`.
     pub(crate) fn token_uri(&self) -> http::Uri {
         self.uris.token.clone()
+    }
+
+    /// Checks that an API request goes to the instance (same scheme, host and port) before an adapter
+    /// attaches the access token to it: the token is never sent elsewhere.
+    pub fn check_api_target(&self, uri: &http::Uri) -> Result<(), ConfigError> {
+        let origin = |scheme: Option<&str>, host: Option<&str>, port: Option<u16>| {
+            let scheme = scheme.unwrap_or("").to_ascii_lowercase();
+            let port = port.or(match scheme.as_str() {
+                "https" => Some(443),
+                "http" => Some(80),
+                _ => None,
+            });
+            (scheme, host.unwrap_or("").trim_matches(['[', ']']).to_ascii_lowercase(), port)
+        };
+        let want = origin(Some(self.instance.scheme()), self.instance.host_str(), self.instance.port());
+        let got = origin(uri.scheme_str(), uri.host(), uri.port_u16());
+        if want == got {
+            return Ok(());
+        }
+        let show = |(s, h, p): &(String, String, Option<u16>)| match p {
+            Some(p) => format!("{s}://{h}:{p}"),
+            None => format!("{s}://{h}"),
+        };
+        Err(ConfigError::ForeignOrigin { origin: show(&got), instance: show(&want) })
     }
 
     /// Resolves `target` (an absolute URL, or a path such as `/api/domain/odata/Crm_Customers?$top=10`)
@@ -494,6 +529,25 @@ mod tests {
             ClientConfig::builder("ftp://x", "a").build(),
             Err(ConfigError::UnsupportedScheme { .. })
         ));
+    }
+
+    #[test]
+    fn api_requests_go_to_the_instance_only() {
+        let c = ClientConfig::builder("https://demodb.my.erp.net", "a").build().unwrap();
+        let ok = |u: &str| c.check_api_target(&u.parse().unwrap());
+        assert!(ok("https://demodb.my.erp.net/api/domain/odata/Crm_Customers?$top=10").is_ok());
+        assert!(ok("https://DEMODB.my.erp.net:443/api").is_ok());
+        assert!(ok("https://evil.example/api").is_err());
+        assert!(ok("http://demodb.my.erp.net/api").is_err());
+        assert!(ok("https://demodb.my.erp.net:8443/api").is_err());
+        assert!(ok("/api/relative").is_err());
+        let l = ClientConfig::builder("http://[::1]:8080", "a").build().unwrap();
+        assert!(l.check_api_target(&"http://[::1]:8080/api".parse().unwrap()).is_ok());
+        assert_eq!(
+            ok("https://evil.example/api").unwrap_err().to_string(),
+            "the request goes to https://evil.example:443, not to the instance (https://demodb.my.erp.net:443); \
+             the access token is only sent to the instance"
+        );
     }
 
     #[test]

@@ -153,12 +153,13 @@ impl RedirectListener {
     /// other paths (a favicon...) get 404 and are ignored; a request to the path without parameters gets
     /// 400 and the wait goes on.
     pub fn wait(&self) -> Result<ReceivedCallback, Error> {
-        let deadline = Instant::now() + self.timeout;
+        // A timeout too large for the clock means: no deadline.
+        let deadline = Instant::now().checked_add(self.timeout);
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            if Instant::now() >= deadline {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::LoginTimeout(self.timeout));
             }
             match self.listener.accept() {

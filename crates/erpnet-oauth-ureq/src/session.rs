@@ -313,12 +313,16 @@ impl Session {
         self.acquire(&mut call, |m, call, now| m.access_token(call, now))
     }
 
-    /// Sends `request` with `Authorization: Bearer <token>` (catalogue F1). A 401 refusing the token
+    /// Sends `request` with `Authorization: Bearer <token>` (catalogue F1). The request must go to the
+    /// instance (same scheme, host and port): the token is never sent elsewhere ([`Error::Config`] with
+    /// `ConfigError::ForeignOrigin`). A 401 refusing the token
     /// leads to one refresh and one retry (F2); other error statuses are returned as [`Error::Api`]
     /// (403 with the missing scope, 429 with `Retry-After`, ERP.net business errors). The body is read up
     /// to [`HttpOptions::api_body_limit`]; redirects are returned, not followed.
     pub fn send(&self, mut request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
         let limit = self.http.options().api_body_limit;
+        // The access token goes to the instance only (a request elsewhere would leak it).
+        self.client.check_api_target(request.uri())?;
         let mut call = self.lock().begin_call();
         loop {
             self.acquire(&mut call, |m, call, now| m.authorize(call, &mut request, now))?;

@@ -380,3 +380,18 @@ fn request_targets_resolve_against_the_instance() {
     assert_eq!(mock.counters().api_ok, 3);
     assert_eq!(mock.counters().api_calls, 3);
 }
+
+#[test]
+fn the_access_token_is_never_sent_to_another_origin() {
+    let (mock, session) = logged_in(MemoryStore::new());
+    let elsewhere = common::mock();
+    let request = http::Request::get(format!("{}/api/domain/odata/Crm_Customers", elsewhere.base_url()))
+        .body(Vec::new())
+        .unwrap();
+    match session.send(request) {
+        Err(Error::Config(erpnet_oauth_core::ConfigError::ForeignOrigin { .. })) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(elsewhere.counters().api_calls, 0, "nothing reached the other server");
+    assert_eq!(mock.counters().token_requests, 0);
+}
