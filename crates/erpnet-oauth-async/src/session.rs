@@ -346,9 +346,12 @@ impl Session {
 
     /// Sends `request` with `Authorization: Bearer <token>` (catalogue F1). A 401 refusing the token leads
     /// to one refresh and one retry (F2); other error statuses are returned as [`Error::Api`]. The body is
-    /// read up to [`HttpOptions::api_body_limit`]; redirects are returned, not followed.
+    /// read up to [`HttpOptions::api_body_limit`]; redirects are returned, not followed. A request to
+    /// another origin than the instance is refused before any token is attached (`ConfigError::ForeignOrigin`).
     pub async fn send(&self, mut request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
         let limit = self.inner.limits.api_body_limit;
+        // The access token goes to the instance only (a request elsewhere would leak it).
+        self.inner.client.check_api_target(request.uri())?;
         let mut call = self.inner.lock().begin_call();
         loop {
             self.acquire(&mut call, |m, call, now| m.authorize(call, &mut request, now)).await?;

@@ -107,3 +107,15 @@ async fn an_api_error_is_returned_typed() {
     assert!(!shown.contains(tokens.access_token.secret()));
     assert!(!shown.contains(tokens.refresh_token.as_ref().unwrap().secret()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_is_never_sent_to_another_origin() {
+    let mock = mock().await;
+    let session = Session::builder(client(&mock)).build().await.unwrap();
+    login(&mock, &session).await;
+    let before = mock.counters().api_calls;
+    let other = format!("http://localhost:{}/api/domain/odata/Crm_Customers", mock.addr().port());
+    let err = session.get(&other).await.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+    assert_eq!(mock.counters().api_calls, before, "nothing was sent");
+}
