@@ -141,3 +141,22 @@ async fn client_credentials_single_flight() {
     assert_eq!(mock.counters().client_credentials_grants, 4);
     assert_eq!(mock.counters().token_requests, 4);
 }
+
+// On a runtime with a single thread, a task that blocked while another refreshes (a std Condvar, a
+// blocking lock held across the refresh) would deadlock it: every call completing proves waiting tasks
+// yield. The timeout turns a deadlock into a failure instead of a hang.
+#[tokio::test(flavor = "current_thread")]
+async fn one_runtime_thread_is_enough_waiting_tasks_never_block_it() {
+    let mock = mock().await;
+    let session = Session::builder(client(&mock)).clock(mock_clock(&mock)).build().await.unwrap();
+    login(&mock, &session).await;
+    mock.reset_counters();
+    let run = run_epochs(&mock, &session, 32, 30, 3, |epoch| {
+        assert_eq!(mock.counters().refresh_token_grants, epoch);
+    });
+    let failed = tokio::time::timeout(Duration::from_secs(120), run).await.expect("no deadlock");
+    assert_eq!(failed, 0);
+    let c = mock.counters();
+    assert_eq!(c.refresh_token_grants, 3);
+    assert_eq!(c.api_ok, 32 * 30);
+}
