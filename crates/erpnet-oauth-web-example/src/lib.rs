@@ -37,11 +37,18 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use erpnet_oauth_async::{AuthorizationRequest, Callback, ClientConfig, ClientSecret, PendingLogin, Session};
+use erpnet_oauth_async::{
+    AuthorizationRequest, Callback, ClientConfig, ClientSecret, HttpOptions, OsRandom, PendingLogin,
+    ReqwestClient, Session,
+};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// A login not finished within this time is forgotten.
+const PENDING_LIFETIME: Duration = Duration::from_secs(600);
 
 /// The cookie holding the opaque session id.
 pub const COOKIE: &str = "erpnet_example_sid";
@@ -85,8 +92,9 @@ impl AppConfig {
 /// One browser's server-side state.
 #[derive(Default)]
 struct UserState {
-    /// The login under way: the serialized [`PendingLogin`] (state, nonce, PKCE verifier).
-    pending: Option<String>,
+    /// The login under way: the serialized [`PendingLogin`] (state, nonce, PKCE verifier), and when it
+    /// began.
+    pending: Option<(String, Instant)>,
     /// The user's session once signed in.
     session: Option<Session>,
     /// The user's display name (from UserInfo).
@@ -95,6 +103,8 @@ struct UserState {
 
 struct App {
     client: ClientConfig,
+    /// One HTTP client (connection pool) shared by every user's session.
+    http: Arc<ReqwestClient>,
     users: Mutex<HashMap<String, UserState>>,
 }
 
@@ -112,7 +122,11 @@ impl App {
 
 /// The application's routes.
 pub fn router(config: &AppConfig) -> Result<Router, erpnet_oauth_async::Error> {
-    let app = Arc::new(App { client: config.client()?, users: Mutex::new(HashMap::new()) });
+    let app = Arc::new(App {
+        client: config.client()?,
+        http: Arc::new(ReqwestClient::new(&HttpOptions::default())?),
+        users: Mutex::new(HashMap::new()),
+    });
     Ok(Router::new()
         .route("/", get(home))
         .route("/login", get(login))
@@ -204,11 +218,7 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             }
         },
     };
-    let session = match Session::new(app.client.clone()).await {
-        Ok(s) => s,
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    let pending = match session.start_login(AuthorizationRequest::new()) {
+    let pending = match AuthorizationRequest::new().build(&app.client, &mut OsRandom) {
         Ok(p) => p,
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
@@ -217,7 +227,17 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let target = pending.authorize_url().to_owned();
-    app.users().insert(sid.clone(), UserState { pending: Some(serialized), session: None, name: None });
+    {
+        let mut users = app.users();
+        // Logins abandoned half-way are forgotten; signed-in users are kept.
+        users.retain(|_, u| {
+            u.session.is_some() || u.pending.as_ref().is_some_and(|(_, t)| t.elapsed() < PENDING_LIFETIME)
+        });
+        users.insert(
+            sid.clone(),
+            UserState { pending: Some((serialized, Instant::now())), session: None, name: None },
+        );
+    }
     let mut response = Redirect::to(&target).into_response();
     response.headers_mut().insert(header::SET_COOKIE, cookie(&sid));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -243,10 +263,13 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
     };
     // Taken out: a pending login is used once, whatever the outcome.
     let pending = app.users().get_mut(&sid).and_then(|u| u.pending.take());
-    let Some(pending) = pending.and_then(|p| serde_json::from_str::<PendingLogin>(&p).ok()) else {
+    let pending = pending
+        .filter(|(_, started)| started.elapsed() < PENDING_LIFETIME)
+        .and_then(|(p, _)| serde_json::from_str::<PendingLogin>(&p).ok());
+    let Some(pending) = pending else {
         return error_page(StatusCode::BAD_REQUEST, "No login is under way in this browser.");
     };
-    let session = match Session::new(app.client.clone()).await {
+    let session = match Session::builder(app.client.clone()).http_client(app.http.clone()).build().await {
         Ok(s) => s,
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };

@@ -125,3 +125,29 @@ async fn a_forged_callback_is_refused_with_an_escaped_message() {
     let r = s.agent.get(format!("{}/", s.app_url)).header("cookie", &cookie).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("id=\"sign-in\""), "still signed out");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_users_concurrent_pages_after_expiry_make_one_refresh() {
+    let s = setup().await;
+    let (cookie, callback) = start_and_fill(&s).await;
+    let r = s.agent.get(&callback).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    s.mock.advance_clock(std::time::Duration::from_secs(3600 + 60));
+    let pages: Vec<_> = (0..16)
+        .map(|_| {
+            let (agent, url, cookie) = (s.agent.clone(), format!("{}/customers", s.app_url), cookie.clone());
+            tokio::spawn(async move {
+                let page = agent.get(url).header("cookie", cookie).send().await.unwrap();
+                (page.status(), page.text().await.unwrap())
+            })
+        })
+        .collect();
+    for page in pages {
+        let (status, html) = page.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(html.matches("<tr class=\"customer\">").count(), 10);
+    }
+    let c = s.mock.counters();
+    assert_eq!(c.refresh_token_grants, 1, "one refresh for the user's 16 pages");
+    assert_eq!(c.invalid_grant_errors, 0);
+}
