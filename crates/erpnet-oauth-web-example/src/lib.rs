@@ -10,7 +10,7 @@
 //! | `POST /logout` | revokes the refresh token, forgets the tokens, clears the cookie |
 //!
 //! Sessions are server-side: the browser holds only an opaque random id in a cookie (`HttpOnly`,
-//! `SameSite=Lax`); each signed-in user has their own [`Session`] (single-flight refresh per user).
+//! `SameSite=Lax`, and `Secure` when the redirect URI is `https`); each signed-in user has their own [`Session`] (single-flight refresh per user).
 //!
 //! ```no_run
 //! use erpnet_oauth_web_example::{AppConfig, router};
@@ -103,6 +103,8 @@ struct UserState {
 
 struct App {
     client: ClientConfig,
+    /// `; Secure` on the cookie when the application is served over HTTPS (its redirect URI says so).
+    secure: &'static str,
     /// One HTTP client (connection pool) shared by every user's session.
     http: Arc<ReqwestClient>,
     users: Mutex<HashMap<String, UserState>>,
@@ -124,6 +126,7 @@ impl App {
 pub fn router(config: &AppConfig) -> Result<Router, erpnet_oauth_async::Error> {
     let app = Arc::new(App {
         client: config.client()?,
+        secure: if config.redirect_uri.starts_with("https://") { "; Secure" } else { "" },
         http: Arc::new(ReqwestClient::new(&HttpOptions::default())?),
         users: Mutex::new(HashMap::new()),
     });
@@ -155,8 +158,8 @@ fn new_session_id() -> Result<String, getrandom::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-fn cookie(sid: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax"))
+fn cookie(sid: &str, attributes: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax{attributes}"))
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -239,7 +242,7 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         );
     }
     let mut response = Redirect::to(&target).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie(&sid));
+    response.headers_mut().insert(header::SET_COOKIE, cookie(&sid, app.secure));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -381,9 +384,7 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
     )
     .into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("erpnet_example_sid=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
-    );
+    let cleared = format!("; Max-Age=0{}", app.secure);
+    response.headers_mut().insert(header::SET_COOKIE, cookie("", &cleared));
     response
 }

@@ -151,3 +151,25 @@ async fn one_users_concurrent_pages_after_expiry_make_one_refresh() {
     assert_eq!(c.refresh_token_grants, 1, "one refresh for the user's 16 pages");
     assert_eq!(c.invalid_grant_errors, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn served_over_https_the_cookie_is_secure() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app_url = format!("http://{}", listener.local_addr().unwrap());
+    let config = AppConfig {
+        instance: "http://127.0.0.1:9".to_owned(),
+        client_id: DEMO_CLIENT_ID.to_owned(),
+        client_secret: Some(DEMO_CLIENT_SECRET.to_owned()),
+        redirect_uri: "https://app.example/signin-callback".to_owned(),
+    };
+    let app = router(&config).unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let agent =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
+    let r = agent.get(format!("{app_url}/login")).send().await.unwrap();
+    let set_cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap().to_owned();
+    assert!(set_cookie.ends_with("HttpOnly; SameSite=Lax; Secure"), "{set_cookie}");
+    let r = agent.post(format!("{app_url}/logout")).send().await.unwrap();
+    let cleared = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap().to_owned();
+    assert!(cleared.contains("Max-Age=0") && cleared.contains("Secure"), "{cleared}");
+}
