@@ -37,14 +37,21 @@ fn browser_binaries() -> (PathBuf, PathBuf) {
     }
 }
 
-/// chromedriver on a free loopback port; killed when dropped.
+/// chromedriver on a free loopback port, in a process group of its own; the group (chromedriver and the
+/// Chromium it started) is killed when dropped, so a failing test leaves no browser behind.
 struct Driver {
     child: Child,
     port: u16,
+    /// The WebDriver session was closed (Chromium quit): only chromedriver is left to stop.
+    closed: bool,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        #[cfg(unix)]
+        if !self.closed {
+            let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", self.child.id())).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -52,14 +59,17 @@ impl Drop for Driver {
 
 fn start_driver(driver: &Path) -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(driver)
+    let mut command = Command::new(driver);
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let child = command
         .arg(format!("--port={port}"))
         .arg("--allowed-ips=127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts");
-    let driver = Driver { child, port };
+    let driver = Driver { child, port, closed: false };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "chromedriver did not listen on port {port} within 30 s");
@@ -197,6 +207,8 @@ async fn sign_in_see_customers_refresh_sign_out_in_headless_chromium() {
     assert!(client.find_all(Locator::Css("tr.customer")).await.unwrap().is_empty());
 
     client.close().await.unwrap();
+    let mut driver = driver;
+    driver.closed = true;
     drop(driver);
     server.abort();
     let _ = std::fs::remove_dir_all(&profile);
