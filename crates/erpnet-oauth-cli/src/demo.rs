@@ -133,8 +133,26 @@ fn print_response(response: &http::Response<Vec<u8>>, body_lines: usize) {
             println!("  \"value\": [");
             let rows = map.get("value").and_then(|v| v.as_array()).cloned().unwrap_or_default();
             for row in rows.iter().take(body_lines) {
-                let line = row.to_string();
-                let cut: String = line.chars().take(110).collect();
+                // The columns a person looks at first, then the rest, shortened.
+                let line = match row {
+                    serde_json::Value::Object(fields) => {
+                        let first = ["Number", "PartyName"];
+                        let pairs = first
+                            .iter()
+                            .filter_map(|k| fields.get(*k).map(|v| (*k, v)))
+                            .chain(
+                                fields
+                                    .iter()
+                                    .filter(|(k, _)| !first.contains(&k.as_str()))
+                                    .map(|(k, v)| (k.as_str(), v)),
+                            )
+                            .map(|(k, v)| format!("\"{k}\":{v}"))
+                            .collect::<Vec<_>>();
+                        format!("{{{}}}", pairs.join(","))
+                    }
+                    other => other.to_string(),
+                };
+                let cut: String = line.chars().take(100).collect();
                 println!("    {cut}{}", if cut.len() < line.len() { "…" } else { "" });
             }
             if rows.len() > body_lines {
