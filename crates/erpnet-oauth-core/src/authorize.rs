@@ -5,7 +5,7 @@
 use crate::config::{AuthMethod, ClientConfig};
 use crate::encode::{parse_form, query_string};
 use crate::error::OAuthError;
-use crate::random::{RandomError, RandomSource, random_string};
+use crate::random::{RANDOM_BYTES, RandomError, RandomSource, random_string};
 use crate::scope::Scopes;
 use crate::secret::{AuthorizationCode, IdToken, PkceVerifier, constant_time_eq};
 use crate::token::{TokenError, TokenSet, parse_token_response};
@@ -209,6 +209,25 @@ impl AuthorizationRequest {
             return Err(BuildError::PublicClientWithoutPkce);
         }
         let wants_openid = self.scopes.split(' ').any(|s| s == "openid");
+        let nonce_generated = matches!(self.nonce, Value::Generate)
+            && (wants_openid || self.response_type == ResponseType::CodeIdToken);
+        let empty_state = matches!(&self.state, Value::Given(s) if s.is_empty());
+        let empty_nonce = matches!(&self.nonce, Value::Given(s) if s.is_empty());
+        // `code id_token` without a nonce (a generated one always exists for it).
+        let hybrid_without_nonce =
+            self.response_type == ResponseType::CodeIdToken && matches!(self.nonce, Value::Omit);
+        let checks_pass = !(empty_state || empty_nonce || hybrid_without_nonce);
+        // One read of the random source for the state, nonce and verifier (one system call instead of three
+        // with the OS source); the values are taken from it in the same order as before. Only when every other
+        // check passes, so that the errors and their order are unchanged.
+        let mut rng = Prefetched::new(rng);
+        if checks_pass {
+            let values = usize::from(matches!(self.state, Value::Generate | Value::Omit))
+                + usize::from(nonce_generated)
+                + usize::from(self.pkce);
+            rng.prefetch(values * RANDOM_BYTES)?;
+        }
+        let rng: &mut dyn RandomSource = &mut rng;
         let state = match self.state {
             Value::Given(s) if s.is_empty() => return Err(BuildError::EmptyValue("state")),
             Value::Given(s) => s,
@@ -250,15 +269,9 @@ impl AuthorizationRequest {
         }
         pairs.extend(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
 
-        let mut url = client.endpoints().authorization.clone();
-        let existing = url.query().map(str::to_owned);
-        let query = query_string(pairs);
-        url.set_query(Some(&match existing {
-            Some(q) if !q.is_empty() => format!("{q}&{query}"),
-            _ => query,
-        }));
+        let url = authorize_url(&client.endpoints().authorization, &query_string(pairs));
         Ok(PendingLogin {
-            url: url.into(),
+            url,
             state,
             nonce,
             verifier,
@@ -266,6 +279,77 @@ impl AuthorizationRequest {
             response_type: self.response_type,
             scopes: Scopes::parse(&self.scopes),
         })
+    }
+}
+
+/// The authorization endpoint with `query` appended to its own query, if any.
+fn authorize_url(endpoint: &url::Url, query: &str) -> String {
+    if endpoint.fragment().is_some() {
+        return authorize_url_reparsed(endpoint, query);
+    }
+    // `query` is percent-encoded already (only unreserved characters, `%XX`, `=` and `&`), so the URL parser
+    // would leave it as it is: appending it gives the same string without parsing it again.
+    let mut url = String::with_capacity(endpoint.as_str().len() + 1 + query.len());
+    url.push_str(endpoint.as_str());
+    match endpoint.query() {
+        Some("") => {}
+        Some(_) => url.push('&'),
+        None => url.push('?'),
+    }
+    url.push_str(query);
+    url
+}
+
+/// [`authorize_url`] through the URL parser (for an endpoint with a fragment, which stays last).
+fn authorize_url_reparsed(endpoint: &url::Url, query: &str) -> String {
+    let mut url = endpoint.clone();
+    let existing = url.query().map(str::to_owned);
+    url.set_query(Some(&match existing {
+        Some(q) if !q.is_empty() => format!("{q}&{query}"),
+        _ => query.to_owned(),
+    }));
+    url.into()
+}
+
+/// A random source read once up front for all the values of a login, then served in order.
+struct Prefetched<'a> {
+    inner: &'a mut dyn RandomSource,
+    buffer: [u8; 3 * RANDOM_BYTES],
+    filled: usize,
+    taken: usize,
+}
+
+impl<'a> Prefetched<'a> {
+    fn new(inner: &'a mut dyn RandomSource) -> Self {
+        Prefetched { inner, buffer: [0; 3 * RANDOM_BYTES], filled: 0, taken: 0 }
+    }
+
+    fn prefetch(&mut self, len: usize) -> Result<(), RandomError> {
+        let len = len.min(self.buffer.len());
+        if let Some(dest) = self.buffer.get_mut(..len) {
+            self.inner.fill_bytes(dest)?;
+            self.filled = len;
+        }
+        Ok(())
+    }
+}
+
+impl RandomSource for Prefetched<'_> {
+    fn fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
+        match self.buffer.get(self.taken..self.filled).and_then(|rest| rest.get(..dest.len())) {
+            Some(bytes) => {
+                dest.copy_from_slice(bytes);
+                self.taken += dest.len();
+                Ok(())
+            }
+            None => self.inner.fill_bytes(dest),
+        }
+    }
+}
+
+impl std::fmt::Debug for Prefetched<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prefetched").finish_non_exhaustive()
     }
 }
 
@@ -502,4 +586,82 @@ pub struct Login {
     pub tokens: TokenSet,
     /// The nonce sent with the authorization request.
     pub nonce: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClientConfig;
+    use crate::random::SeededRandom;
+
+    #[test]
+    fn appending_the_query_gives_what_the_url_parser_gives() {
+        let query = "client_id=my.trusted.app%2Ffirst&scope=openid%20profile&state=a-b_c~d";
+        for endpoint in [
+            "https://demodb.my.erp.net/id/connect/authorize",
+            "https://demodb.my.erp.net/id/connect/authorize?",
+            "https://demodb.my.erp.net/id/connect/authorize?tenant=x%20y&b",
+            "https://demodb.my.erp.net:8443/id/connect/authorize?a=%C3%A9",
+            "http://127.0.0.1:5000/authorize#frag",
+        ] {
+            let endpoint = url::Url::parse(endpoint).unwrap();
+            assert_eq!(
+                authorize_url(&endpoint, query),
+                authorize_url_reparsed(&endpoint, query),
+                "{endpoint}"
+            );
+        }
+    }
+
+    /// The random values are read in one go, in the order they were read one by one.
+    #[test]
+    fn one_read_gives_the_values_of_three() {
+        let client = ClientConfig::builder("https://demodb.my.erp.net", "app")
+            .redirect_uri("http://localhost/cb")
+            .build()
+            .unwrap();
+        let pending = AuthorizationRequest::new().build(&client, &mut SeededRandom::new(9)).unwrap();
+        let mut rng = SeededRandom::new(9);
+        let (state, nonce, verifier) = (
+            random_string(&mut rng).unwrap(),
+            random_string(&mut rng).unwrap(),
+            random_string(&mut rng).unwrap(),
+        );
+        assert_eq!(pending.state(), state);
+        assert_eq!(pending.nonce(), Some(nonce.as_str()));
+        assert_eq!(pending.verifier.as_ref().map(PkceVerifier::secret), Some(verifier.as_str()));
+
+        /// Counts the reads and serves a fixed number of bytes.
+        struct Counting(usize, usize);
+        impl RandomSource for Counting {
+            fn fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
+                self.0 += 1;
+                if dest.len() > self.1 {
+                    return Err(RandomError("used up".to_owned()));
+                }
+                self.1 -= dest.len();
+                Ok(())
+            }
+        }
+        let mut rng = Counting(0, 96);
+        AuthorizationRequest::new().build(&client, &mut rng).unwrap();
+        assert_eq!((rng.0, rng.1), (1, 0));
+        // Too few bytes: the random source's error, as before.
+        let mut rng = Counting(0, 64);
+        assert_eq!(
+            AuthorizationRequest::new().build(&client, &mut rng).unwrap_err(),
+            BuildError::Random(RandomError("used up".to_owned()))
+        );
+        // A failed check still comes first, and reads values one at a time.
+        let mut rng = Counting(0, 96);
+        assert_eq!(
+            AuthorizationRequest::new().nonce("").build(&client, &mut rng).unwrap_err(),
+            BuildError::EmptyValue("nonce")
+        );
+        assert_eq!(rng.0, 1);
+        let mut rng = Counting(0, 96);
+        let pending =
+            AuthorizationRequest::new().without_nonce().state("s").build(&client, &mut rng).unwrap();
+        assert_eq!((rng.0, rng.1, pending.nonce()), (1, 64, None));
+    }
 }

@@ -6,11 +6,6 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 /// redirect URIs and spaces in scopes (as `%20`, never the ambiguous `+`).
 const QUERY_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-/// Percent-encodes one query component.
-pub(crate) fn query_component(value: &str) -> String {
-    utf8_percent_encode(value, QUERY_COMPONENT).to_string()
-}
-
 /// Joins pairs into a query string with RFC 3986 encoding.
 pub(crate) fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
     let mut out = String::new();
@@ -18,9 +13,10 @@ pub(crate) fn query_string<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str
         if !out.is_empty() {
             out.push('&');
         }
-        out.push_str(&query_component(k));
+        // Encoded straight into `out`: no string per component.
+        out.extend(utf8_percent_encode(k, QUERY_COMPONENT));
         out.push('=');
-        out.push_str(&query_component(v));
+        out.extend(utf8_percent_encode(v, QUERY_COMPONENT));
     }
     out
 }

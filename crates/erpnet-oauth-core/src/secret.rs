@@ -6,18 +6,21 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 macro_rules! secret_type {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        // Shared, not copied, by `clone` (a session keeps its tokens in several places: the manager, the
+        // copy it compares the store with, the store).
+        #[derive(Clone, PartialEq, Eq, Hash)]
+        // `Arc<String>`, not `Arc<str>`: wrapping a received `String` does not copy it.
+        pub struct $name(Arc<String>);
 
         impl $name {
             /// Wraps a value.
             pub fn new(value: impl Into<String>) -> Self {
-                Self(value.into())
+                Self(Arc::new(value.into()))
             }
 
             /// The value itself. Every call site is a place where the secret leaves the type: keep them few.
@@ -30,6 +33,18 @@ macro_rules! secret_type {
                 let count = self.0.chars().count();
                 let tail: String = self.0.chars().skip(count.saturating_sub(n)).collect();
                 format!("…{tail}")
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d).map(Self::new)
             }
         }
 
@@ -107,6 +122,16 @@ mod tests {
         assert_eq!(t.tail(6), "…wEJMnw");
         let s = ClientSecret::new("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+
+    #[test]
+    fn clones_share_the_value_and_serde_is_the_plain_string() {
+        let t = AccessToken::new("at1");
+        let u = t.clone();
+        assert!(std::ptr::eq(t.secret(), u.secret()));
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"at1\"");
+        assert_eq!(serde_json::from_str::<AccessToken>("\"at1\"").unwrap(), t);
+        assert!(serde_json::from_str::<AccessToken>("1").is_err());
     }
 
     #[test]

@@ -225,7 +225,10 @@ fn basic_credentials(id: &str, secret: &str) -> http::HeaderValue {
     v
 }
 
-#[derive(Deserialize)]
+/// The fields of a token response the client reads, each as the JSON value it was (checked afterwards, so
+/// that every error names the field). Read straight from the body in one pass: unknown members are skipped
+/// without being built, and a repeated member keeps its last value (as a JSON object map would).
+#[derive(Default)]
 struct RawTokenResponse {
     access_token: Option<serde_json::Value>,
     token_type: Option<serde_json::Value>,
@@ -233,6 +236,146 @@ struct RawTokenResponse {
     refresh_token: Option<serde_json::Value>,
     id_token: Option<serde_json::Value>,
     scope: Option<serde_json::Value>,
+}
+
+/// What the body's top-level JSON value was: the object's fields, or the kind of anything else.
+enum RawBody {
+    Object(RawTokenResponse),
+    Other(&'static str),
+}
+
+/// A member name of the token response, matched without allocating.
+enum RawKey {
+    AccessToken,
+    TokenType,
+    ExpiresIn,
+    RefreshToken,
+    IdToken,
+    Scope,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for RawKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = RawKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawKey, E> {
+                Ok(match v {
+                    "access_token" => RawKey::AccessToken,
+                    "token_type" => RawKey::TokenType,
+                    "expires_in" => RawKey::ExpiresIn,
+                    "refresh_token" => RawKey::RefreshToken,
+                    "id_token" => RawKey::IdToken,
+                    "scope" => RawKey::Scope,
+                    _ => RawKey::Other,
+                })
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A JSON value read and validated exactly as `serde_json::Value` would read it (strings are UTF-8 checked
+/// and unescaped, numbers parsed), then dropped without being built.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        struct SkipVisitor;
+        impl<'de> Visitor<'de> for SkipVisitor {
+            type Value = Skip;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+                while map.next_entry::<Skip, Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+            fn visit_unit<E>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+        }
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{MapAccess, SeqAccess, Visitor};
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = RawBody;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawBody, A::Error> {
+                let mut raw = RawTokenResponse::default();
+                while let Some(key) = map.next_key::<RawKey>()? {
+                    let slot = match key {
+                        RawKey::AccessToken => &mut raw.access_token,
+                        RawKey::TokenType => &mut raw.token_type,
+                        RawKey::ExpiresIn => &mut raw.expires_in,
+                        RawKey::RefreshToken => &mut raw.refresh_token,
+                        RawKey::IdToken => &mut raw.id_token,
+                        RawKey::Scope => &mut raw.scope,
+                        RawKey::Other => {
+                            map.next_value::<Skip>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(RawBody::Object(raw))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBody, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(RawBody::Other("an array"))
+            }
+            fn visit_unit<E>(self) -> Result<RawBody, E> {
+                Ok(RawBody::Other("null"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<RawBody, E> {
+                Ok(RawBody::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<RawBody, E> {
+                Ok(RawBody::Other("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<RawBody, E> {
+                Ok(RawBody::Other("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<RawBody, E> {
+                Ok(RawBody::Other("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<RawBody, E> {
+                Ok(RawBody::Other("a string"))
+            }
+        }
+        d.deserialize_any(BodyVisitor)
+    }
 }
 
 /// Parses a token endpoint response (success or error) received at `now`. `requested` is what the
@@ -250,17 +393,18 @@ pub fn parse_token_response<B: AsRef<[u8]>>(
     if !status.is_success() {
         return Err(error_response(status.as_u16(), response.headers(), body));
     }
-    let raw: RawTokenResponse = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v @ serde_json::Value::Object(_)) => {
-            serde_json::from_value(v).map_err(|e| TokenError::Malformed { reason: e.to_string() })?
-        }
-        Ok(other) => {
-            return Err(TokenError::Malformed {
-                reason: format!("expected a JSON object, got {}", json_kind(&other)),
-            });
+    let raw = match serde_json::from_slice::<RawBody>(body) {
+        Ok(RawBody::Object(raw)) => raw,
+        Ok(RawBody::Other(kind)) => {
+            return Err(TokenError::Malformed { reason: format!("expected a JSON object, got {kind}") });
         }
         Err(e) => return Err(TokenError::Malformed { reason: format!("not JSON ({e})") }),
     };
+    token_set(raw, now, requested)
+}
+
+/// Checks the fields of a successful token response and builds the [`TokenSet`].
+fn token_set(raw: RawTokenResponse, now: SystemTime, requested: &Scopes) -> Result<TokenSet, TokenError> {
     let access_token = required_string(raw.access_token, "access_token")?;
     let token_type = required_string(raw.token_type, "token_type")?;
     if !token_type.eq_ignore_ascii_case("bearer") {
@@ -471,5 +615,127 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<TokenSet>(&json).unwrap(), t);
         assert!(!format!("{t:?}").contains("\"at\""));
+    }
+
+    /// The parser before the one-pass reading (JSON → `serde_json::Value` → fields), kept as the reference.
+    fn reference_parse(body: &[u8], now: SystemTime, requested: &Scopes) -> Result<TokenSet, TokenError> {
+        #[derive(Deserialize)]
+        struct Reference {
+            access_token: Option<serde_json::Value>,
+            token_type: Option<serde_json::Value>,
+            expires_in: Option<serde_json::Value>,
+            refresh_token: Option<serde_json::Value>,
+            id_token: Option<serde_json::Value>,
+            scope: Option<serde_json::Value>,
+        }
+        let r: Reference = match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v @ serde_json::Value::Object(_)) => {
+                serde_json::from_value(v).map_err(|e| TokenError::Malformed { reason: e.to_string() })?
+            }
+            Ok(other) => {
+                return Err(TokenError::Malformed {
+                    reason: format!("expected a JSON object, got {}", json_kind(&other)),
+                });
+            }
+            Err(e) => return Err(TokenError::Malformed { reason: format!("not JSON ({e})") }),
+        };
+        let raw = RawTokenResponse {
+            access_token: r.access_token,
+            token_type: r.token_type,
+            expires_in: r.expires_in,
+            refresh_token: r.refresh_token,
+            id_token: r.id_token,
+            scope: r.scope,
+        };
+        token_set(raw, now, requested)
+    }
+
+    fn same_as_reference(body: &[u8]) {
+        let requested = Scopes::parse("openid profile");
+        let mut r = http::Response::new(body.to_vec());
+        *r.status_mut() = http::StatusCode::OK;
+        assert_eq!(
+            parse_token_response(&r, now(), &requested),
+            reference_parse(body, now(), &requested),
+            "body: {:?}",
+            String::from_utf8_lossy(body)
+        );
+    }
+
+    #[test]
+    fn one_pass_parsing_matches_the_reference_on_edge_cases() {
+        for body in [
+            &br#"{"access_token":"a","token_type":"Bearer"}"#[..],
+            br#"{"access_token":"a","access_token":"b","token_type":"bearer","expires_in":"60"}"#,
+            br#"{"access_token":"a","token_type":"Bearer","access_token":5}"#,
+            br#"{"acc\u0065ss_token":"a","token_type":"Bearer","scope":null,"id_token":null}"#,
+            br#"{"access_token":"a","token_type":"Bearer","x":{"y":[1,2,{"z":"\ud800"}]}}"#,
+            br#"{"access_token":"a","token_type":"Bearer","x":"\u00e9"}"#,
+            b"{\"access_token\":\"a\",\"token_type\":\"Bearer\",\"x\":\"\xff\"}",
+            br#"{"access_token":"a","token_type":"Bearer","x":1e400}"#,
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":1.5}"#,
+            br#"{"access_token":"a","token_type":"Bearer","expires_in":[1]}"#,
+            br#"{"access_token":"a","token_type":"Bearer"} x"#,
+            br#"{"access_token":"a","token_type":"Bearer",}"#,
+            br#"[{"access_token":"a"}]"#,
+            br#"[1,"\ud800"]"#,
+            b"null",
+            b"true",
+            b"-1",
+            b"1.5",
+            br#""s""#,
+            b"",
+            b"{",
+            b"{}",
+            br#"{"scope":"openid","scope":7,"access_token":"a","token_type":"Bearer"}"#,
+        ] {
+            same_as_reference(body);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn one_pass_parsing_matches_the_reference(
+            members in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "access_token", "token_type", "expires_in", "refresh_token", "id_token", "scope",
+                        "error", "x", "acc\\u0065ss_token",
+                    ]),
+                    proptest::sample::select(vec![
+                        "\"a\"", "\"Bearer\"", "\"\"", "null", "true", "0", "3600", "\"3600\"", "-1", "1e3",
+                        "1e400", "[1,{\"a\":null}]", "{\"b\":[]}", "\"\\ud800\"", "\"\\u00e9 \\n\"",
+                        "\"openid profile\"", "18446744073709551616",
+                    ]),
+                ),
+                0..8,
+            ),
+            tail in proptest::sample::select(vec!["", " ", "x", ",", "}"]),
+            cut in proptest::option::of(0usize..200),
+        ) {
+            let mut body = String::from("{");
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!("\"{k}\":{v}"));
+            }
+            body.push('}');
+            body.push_str(tail);
+            let mut bytes = body.into_bytes();
+            if let Some(cut) = cut {
+                bytes.truncate(cut);
+            }
+            same_as_reference(&bytes);
+        }
+
+        #[test]
+        fn one_pass_parsing_matches_the_reference_on_any_bytes(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
+        ) {
+            same_as_reference(&bytes);
+        }
     }
 }
