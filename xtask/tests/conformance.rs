@@ -1,7 +1,9 @@
-//! `cargo test` runs every conformance case through both drivers, so CI cannot skip them.
+//! `cargo test` runs every conformance case through the three drivers, so CI cannot skip them.
 
 use std::collections::BTreeMap;
-use xtask::conformance::{self, CoreDriver, Driver, Report, UreqDriver, Verdict, check, fixtures_dir, load};
+use xtask::conformance::{
+    self, AsyncDriver, CoreDriver, Driver, Report, UreqDriver, Verdict, check, fixtures_dir, load,
+};
 
 fn core() -> Box<dyn Driver> {
     Box::new(CoreDriver::new())
@@ -9,6 +11,15 @@ fn core() -> Box<dyn Driver> {
 
 fn ureq() -> Box<dyn Driver> {
     Box::new(UreqDriver::new())
+}
+
+fn async_() -> Box<dyn Driver> {
+    Box::new(AsyncDriver::new())
+}
+
+/// The drivers that send over real HTTP to the mock, and the core.
+fn all_drivers() -> [Box<dyn Driver>; 3] {
+    [core(), ureq(), async_()]
 }
 
 /// Every `*.toml` in `fixtures/`, counted without the runner's help.
@@ -28,7 +39,7 @@ fn run_all(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report {
     conformance::run(&fixtures_dir(), None, make).expect("fixtures/ is readable")
 }
 
-/// The cases that only the ureq adapter runs (`drivers = ["ureq"]`), by file content.
+/// The cases that only the adapters run (`drivers = ["ureq", ...]`), by file content.
 fn adapter_only() -> Vec<String> {
     fixture_files()
         .into_iter()
@@ -58,8 +69,9 @@ fn every_case_passes_against_the_core() {
     assert_eq!(lines.last().map(String::as_str), Some(expected.as_str()));
 }
 
-/// The E, F and H cases the ureq adapter does not run, each with its reason (a substring of the SKIP line).
-const UREQ_SKIPS: &[(&str, &str)] = &[
+/// The E, F and H cases an adapter (ureq, async) does not run, each with its reason (a substring of the
+/// SKIP line).
+const ADAPTER_SKIPS: &[(&str, &str)] = &[
     // The session renews on use; it has no timer to wake it before expiry. E8's renewal before use runs.
     ("E8-timer-refreshes-before-expiry", "no timer entry point"),
     // H5 is the discovery document, which the session does not fetch: not an adapter behaviour.
@@ -67,9 +79,10 @@ const UREQ_SKIPS: &[(&str, &str)] = &[
     ("H5-err-discovery-unavailable-erpnet-paths-used", "no discovery"),
 ];
 
-#[test]
-fn every_e_f_h_case_passes_through_the_ureq_adapter_against_the_mock() {
-    let report = run_all(&mut ureq);
+/// Every E, F and H case passes through `driver`'s adapter but those of [`ADAPTER_SKIPS`], skipped for
+/// their reason, and every catalogue line of E, F and H1-H4 has a case that passed. Returns the report.
+fn assert_every_e_f_h_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report {
+    let report = run_all(make);
     let lines = report.lines();
     assert_eq!(report.failed(), 0, "\n{}", lines.join("\n"));
     assert_eq!(report.results.len(), fixture_files().len());
@@ -79,25 +92,49 @@ fn every_e_f_h_case_passes_through_the_ureq_adapter_against_the_mock() {
         match &r.verdict {
             Verdict::Pass => {}
             Verdict::Skip(why) => {
-                let allowed = UREQ_SKIPS.iter().find(|(id, _)| *id == r.id);
-                let (_, reason) = allowed.unwrap_or_else(|| panic!("{} is skipped: {why}", r.id));
-                assert!(why.contains(reason), "{}: {why}", r.id);
+                let allowed = ADAPTER_SKIPS.iter().find(|(id, _)| *id == r.id);
+                let (_, reason) =
+                    allowed.unwrap_or_else(|| panic!("[{}] {} is skipped: {why}", r.driver, r.id));
+                assert!(why.contains(reason), "[{}] {}: {why}", r.driver, r.id);
                 skipped.push(r.id.as_str());
             }
-            Verdict::Fail(why) => panic!("{}: {why}", r.id),
+            Verdict::Fail(why) => panic!("[{}] {}: {why}", r.driver, r.id),
         }
     }
-    assert_eq!(skipped, UREQ_SKIPS.iter().map(|(id, _)| *id).collect::<Vec<_>>());
-    // Every catalogue line of E, F and H1-H4 has a case that passed through the adapter.
+    assert_eq!(skipped, ADAPTER_SKIPS.iter().map(|(id, _)| *id).collect::<Vec<_>>());
     for (section, lines) in [("E", 1..=8), ("F", 1..=6), ("H", 1..=4)] {
         for n in lines {
             let prefix = format!("{section}{n}-");
             assert!(
                 efh.iter().any(|r| r.id.starts_with(&prefix) && r.verdict == Verdict::Pass),
-                "no {section}{n} case passed through the ureq driver"
+                "no {section}{n} case passed through the {} driver",
+                efh.first().map_or("?", |r| r.driver)
             );
         }
     }
+    report
+}
+
+/// The ids of the cases that passed.
+fn passed(report: &Report) -> Vec<&str> {
+    report.results.iter().filter(|r| r.verdict == Verdict::Pass).map(|r| r.id.as_str()).collect()
+}
+
+#[test]
+fn every_e_f_h_case_passes_through_the_ureq_adapter_against_the_mock() {
+    assert_every_e_f_h_case_passes(&mut ureq);
+}
+
+#[test]
+fn the_async_adapter_passes_every_case_the_ureq_adapter_passes() {
+    let of_async = assert_every_e_f_h_case_passes(&mut async_);
+    let of_ureq = run_all(&mut ureq);
+    let (by_async, by_ureq) = (passed(&of_async), passed(&of_ureq));
+    let missing: Vec<&&str> = by_ureq.iter().filter(|id| !by_async.contains(id)).collect();
+    assert!(missing.is_empty(), "passed through ureq, not through async: {missing:?}");
+    // The seed's API exchanges and the client credentials cases run through both adapters.
+    assert!(by_async.iter().filter(|id| id.starts_with("seed-")).count() >= 2, "{by_async:?}");
+    assert!(by_async.iter().any(|id| id.starts_with("I1-")), "{by_async:?}");
 }
 
 #[test]
@@ -119,7 +156,7 @@ fn case(id: &str) -> conformance::Case {
 
 #[test]
 fn a_wrong_expected_token_fails_the_case() {
-    for mut driver in [core(), ureq()] {
+    for mut driver in all_drivers() {
         let mut c = case("seed-domain-api-call");
         // The stored token differs from the one the case expects in the Authorization header.
         c.tokens.as_mut().expect("stored tokens").access_token = "not-the-token".to_owned();
@@ -130,7 +167,7 @@ fn a_wrong_expected_token_fails_the_case() {
 
 #[test]
 fn a_request_missing_from_the_script_fails_the_case() {
-    for mut driver in [core(), ureq()] {
+    for mut driver in all_drivers() {
         let mut c = case("seed-refresh-after-401");
         // Drop the refresh exchange: the client's refresh request is then unexpected.
         let step = c.steps.iter_mut().find(|s| s.get("do").and_then(|d| d.as_str()) == Some("api_call"));
@@ -145,7 +182,7 @@ fn a_request_missing_from_the_script_fails_the_case() {
 fn a_second_refresh_by_a_concurrent_caller_fails_the_case() {
     // E7 with one caller more than the script answers: the extra call's request is unexpected, so a
     // driver whose callers each refreshed (or sent the old token) could not pass E7.
-    for mut driver in [core(), ureq()] {
+    for mut driver in all_drivers() {
         let mut c = case("E7-concurrent-callers-one-refresh");
         let step = c.steps.first_mut().expect("a step");
         let count = step.get("count").and_then(|n| n.as_integer()).expect("a count");
@@ -158,7 +195,7 @@ fn a_second_refresh_by_a_concurrent_caller_fails_the_case() {
 #[test]
 fn a_transport_failure_of_another_kind_fails_the_case() {
     // The script drops the connection, the case expects a timeout: both drivers must tell them apart.
-    for mut driver in [core(), ureq()] {
+    for mut driver in all_drivers() {
         let mut c = case("E6-err-timeout-keeps-tokens");
         let step = c.steps.first_mut().and_then(|s| s.as_table_mut()).expect("a step");
         let wire = step.get_mut("wire").and_then(|w| w.as_array_mut()).expect("a wire");

@@ -1,10 +1,12 @@
 //! The conformance suite: the cases in `fixtures/`, one file each, run through a [`Driver`].
 //!
 //! [`check`] runs one case; [`run`] runs a directory of them and reports one line per case. The
-//! [`CoreDriver`] feeds the core directly; the [`UreqDriver`] runs the same files through the blocking
-//! adapter over real HTTP against the mock ERP.net in scripted mode. A driver that cannot perform some
+//! [`CoreDriver`] feeds the core directly; the [`UreqDriver`] and the [`AsyncDriver`] run the same files
+//! through the blocking and the async adapter over real HTTP against the mock ERP.net in scripted mode. A driver that cannot perform some
 //! step kind says so ([`Driver::unsupported`]) and the cases with such steps are reported skipped.
 
+mod adapter;
+mod async_driver;
 mod case;
 mod core_driver;
 mod driver;
@@ -12,6 +14,7 @@ mod message;
 mod oidc;
 mod ureq_driver;
 
+pub use async_driver::AsyncDriver;
 pub use case::{Case, DEFAULT_NOW, Step, load};
 pub use core_driver::CoreDriver;
 pub use driver::{
