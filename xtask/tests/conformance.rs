@@ -193,6 +193,30 @@ fn a_second_refresh_by_a_concurrent_caller_fails_the_case() {
 }
 
 #[test]
+fn concurrent_callers_of_a_failed_renewal_share_its_one_request_and_its_error() {
+    // E5 and E6 with four callers instead of one: each driver must send the one scripted token request
+    // (a caller that renewed again would send an unexpected one), give every caller the case's error
+    // (the late callers waited for the renewal in flight), and ask its store what the case says, once.
+    let ids = [
+        "E5-err-invalid-grant-login-required",
+        "E6-err-503-keeps-tokens",
+        "E6-err-connection-refused-keeps-tokens",
+        "E6-err-invalid-client-keeps-tokens",
+        "E6-err-temporarily-unavailable-keeps-tokens",
+        "E6-err-timeout-keeps-tokens",
+    ];
+    for id in ids {
+        for mut driver in all_drivers() {
+            let mut c = case(id);
+            let step = c.steps.first_mut().and_then(|s| s.as_table_mut()).expect("a step");
+            assert_eq!(step.get("do").and_then(|d| d.as_str()), Some("api_call"), "{id}");
+            step.insert("count".into(), toml::Value::Integer(4));
+            check(&c, driver.as_mut()).unwrap_or_else(|e| panic!("[{}] {id}: {e}", driver.name()));
+        }
+    }
+}
+
+#[test]
 fn a_transport_failure_of_another_kind_fails_the_case() {
     // The script drops the connection, the case expects a timeout: both drivers must tell them apart.
     for mut driver in all_drivers() {
