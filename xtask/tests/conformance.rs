@@ -69,24 +69,27 @@ fn every_case_passes_against_the_core() {
     assert_eq!(lines.last().map(String::as_str), Some(expected.as_str()));
 }
 
-/// The E, F and H cases an adapter (ureq, async) does not run, each with its reason (a substring of the
+/// The E, F, G and H cases an adapter (ureq, async) does not run, each with its reason (a substring of the
 /// SKIP line).
 const ADAPTER_SKIPS: &[(&str, &str)] = &[
     // The session renews on use; it has no timer to wake it before expiry. E8's renewal before use runs.
     ("E8-timer-refreshes-before-expiry", "no timer entry point"),
+    // The end-session URL is the core's alone; the session revokes in logout (G1, G2 run).
+    ("G3-end-session-url", "end session"),
     // H5 is the discovery document, which the session does not fetch: not an adapter behaviour.
     ("H5-err-discovery-issuer-differs", "no discovery"),
     ("H5-err-discovery-unavailable-erpnet-paths-used", "no discovery"),
 ];
 
-/// Every E, F and H case passes through `driver`'s adapter but those of [`ADAPTER_SKIPS`], skipped for
-/// their reason, and every catalogue line of E, F and H1-H4 has a case that passed. Returns the report.
-fn assert_every_e_f_h_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report {
+/// Every E, F, G and H case passes through `driver`'s adapter but those of [`ADAPTER_SKIPS`], skipped for
+/// their reason, and every catalogue line of E, F, G1-G2 and H1-H4 has a case that passed. Returns the
+/// report.
+fn assert_every_e_f_g_h_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report {
     let report = run_all(make);
     let lines = report.lines();
     assert_eq!(report.failed(), 0, "\n{}", lines.join("\n"));
     assert_eq!(report.results.len(), fixture_files().len());
-    let efh: Vec<_> = report.results.iter().filter(|r| r.id.starts_with(['E', 'F', 'H'])).collect();
+    let efh: Vec<_> = report.results.iter().filter(|r| r.id.starts_with(['E', 'F', 'G', 'H'])).collect();
     let mut skipped = Vec::new();
     for r in &efh {
         match &r.verdict {
@@ -102,7 +105,7 @@ fn assert_every_e_f_h_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> 
         }
     }
     assert_eq!(skipped, ADAPTER_SKIPS.iter().map(|(id, _)| *id).collect::<Vec<_>>());
-    for (section, lines) in [("E", 1..=8), ("F", 1..=6), ("H", 1..=4)] {
+    for (section, lines) in [("E", 1..=8), ("F", 1..=6), ("G", 1..=2), ("H", 1..=4)] {
         for n in lines {
             let prefix = format!("{section}{n}-");
             assert!(
@@ -121,13 +124,13 @@ fn passed(report: &Report) -> Vec<&str> {
 }
 
 #[test]
-fn every_e_f_h_case_passes_through_the_ureq_adapter_against_the_mock() {
-    assert_every_e_f_h_case_passes(&mut ureq);
+fn every_e_f_g_h_case_passes_through_the_ureq_adapter_against_the_mock() {
+    assert_every_e_f_g_h_case_passes(&mut ureq);
 }
 
 #[test]
 fn the_async_adapter_passes_every_case_the_ureq_adapter_passes() {
-    let of_async = assert_every_e_f_h_case_passes(&mut async_);
+    let of_async = assert_every_e_f_g_h_case_passes(&mut async_);
     let of_ureq = run_all(&mut ureq);
     let (by_async, by_ureq) = (passed(&of_async), passed(&of_ureq));
     let missing: Vec<&&str> = by_ureq.iter().filter(|id| !by_async.contains(id)).collect();

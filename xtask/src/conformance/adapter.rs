@@ -11,6 +11,7 @@
 
 use super::core_driver::{build_client, build_client_at};
 use super::driver::{Harness, Reply, Setup, Wire};
+use super::oidc::{Expect, OidcDriver};
 use erpnet_oauth_core::ClientConfig;
 use erpnet_oauth_mock::{Intercepted, MockConfig, MockErpNet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,15 +25,15 @@ pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const NO_TIMER: &str = "the Session has no timer entry point (poll_timeout / handle_timeout): it \
                                    renews on use only, which E8-refresh-within-the-skew and E8-custom-skew \
                                    check";
-pub(super) const NO_OIDC: &str =
-    "the Session offers no discovery, ID token verification, revocation or end session";
+pub(super) const NO_OIDC: &str = "the Session offers no discovery, ID token verification or end session of \
+                                  its own (it revokes in logout: the revoke steps run)";
 pub(super) const NO_LOGIN: &str = "login steps are not driven through the adapter";
 
 /// The step kinds an adapter session does not perform, and why (see the drivers' module docs).
 pub(super) fn unsupported(step: &str) -> Option<&'static str> {
     match step {
         "timeout" => Some(NO_TIMER),
-        "discovery" | "verify_id_token" | "verify_front_channel" | "revoke" | "end_session" => Some(NO_OIDC),
+        "discovery" | "verify_id_token" | "verify_front_channel" | "end_session" => Some(NO_OIDC),
         "authorize" | "callback" | "exchange" => Some(NO_LOGIN),
         _ => None,
     }
@@ -265,6 +266,45 @@ impl ScriptedMock {
     /// Ends the action in progress: the mock answers 599 until the next.
     pub(super) fn end(&self) {
         *lock(&self.slot) = None;
+    }
+}
+
+/// An adapter driver's one OpenID Connect step: `revoke`, run as the session's logout (revoke the refresh
+/// token, then forget the tokens and clear the store whatever the server said).
+pub(super) trait Logout {
+    /// Logs out over `wire`: the revocation's error (as the cases write errors) and whether it is
+    /// retryable.
+    fn logout(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>>;
+}
+
+/// The other OpenID Connect steps are [`unsupported`]: the runner skips their cases before any runs.
+impl<T: Logout> OidcDriver for T {
+    fn discovery(&mut self, _wire: &Wire) -> Harness<Result<(), String>> {
+        Err(NO_OIDC.to_owned())
+    }
+    fn iss_parameter_supported(&self) -> Harness<bool> {
+        Err(NO_OIDC.to_owned())
+    }
+    fn verify_id_token(
+        &mut self,
+        _token: Option<&str>,
+        _expect: &Expect,
+        _wire: &Wire,
+    ) -> Harness<Result<String, String>> {
+        Err(NO_OIDC.to_owned())
+    }
+    fn verify_front_channel(&mut self, _login: &str, _wire: &Wire) -> Harness<Result<(), String>> {
+        Err(NO_OIDC.to_owned())
+    }
+    fn revoke(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>> {
+        self.logout(wire)
+    }
+    fn end_session(
+        &mut self,
+        _post_logout_redirect_uri: Option<&str>,
+        _state: Option<&str>,
+    ) -> Harness<Result<String, String>> {
+        Err(NO_OIDC.to_owned())
     }
 }
 

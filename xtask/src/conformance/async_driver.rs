@@ -20,17 +20,19 @@
 //!   ordered by the shared gate (a late task waits for it on the blocking pool, never on a runtime
 //!   thread): the late callers find the renewal in flight and wait for it on the session's `Notify`.
 //!
-//! Not driven through the adapter (see [`AsyncDriver::unsupported`]): the same steps as the ureq driver,
-//! for the same reasons (the session has no timer, no discovery / ID token / revocation / end-session
-//! step of its own, and logins are not driven).
+//! The `revoke` steps run as `Session::logout`. Not driven through the adapter (see
+//! [`AsyncDriver::unsupported`]): the same steps as the ureq driver, for the same reasons (the session has
+//! no timer, no discovery / ID token verification / end-session step of its own, and logins are not
+//! driven).
 
 use super::adapter::{self, NO_LOGIN, NO_TIMER, ScriptedMock, lock, scripted};
 use super::core_driver::{options, stored_tokens, view};
 use super::driver::{AuthorizeParams, CallOutcome, Driver, Harness, Setup, StoreEvent, TokensView, Wire};
 use super::message::Message;
+use super::oidc::OidcDriver;
 use erpnet_oauth_async::{
-    BoxFuture, Error, HttpOptions, MemoryStore, RefreshError, Session, StoreError, StoreLock, TokenSet,
-    TokenStore,
+    BoxFuture, Error, HttpOptions, MemoryStore, RefreshError, Revocation, Session, StoreError, StoreLock,
+    TokenSet, TokenStore,
 };
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -90,6 +92,7 @@ impl TokenStore for RecordingStore {
 fn describe(err: &Error, injected: &[String]) -> String {
     let mapped = match err {
         Error::Api(e) => Some(format!("{e:?}")),
+        Error::Revocation(e) => Some(format!("{e:?}")),
         Error::Refresh(RefreshError::Transport(reason)) => scripted(injected, adapter::is_timeout(reason)),
         Error::Refresh(e) => Some(format!("{e:?}")),
         Error::Timeout(_) => scripted(injected, true),
@@ -225,6 +228,27 @@ impl Driver for AsyncDriver {
 
     fn take_store_events(&mut self) -> Vec<StoreEvent> {
         self.run.as_ref().map(|r| std::mem::take(&mut *lock(&r.store.events))).unwrap_or_default()
+    }
+
+    fn oidc(&mut self) -> Option<&mut dyn OidcDriver> {
+        Some(self)
+    }
+}
+
+impl adapter::Logout for AsyncDriver {
+    fn logout(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>> {
+        let run = self.run()?;
+        let action = run.mock.begin(wire, 1);
+        let logout = run.runtime.block_on(run.session.logout());
+        run.mock.end();
+        let logout = logout.map_err(|e| format!("the store could not be cleared: {e}"))?;
+        Ok(match logout.revocation {
+            Revocation::Revoked => Ok(()),
+            Revocation::NothingToRevoke => Err(("NoRefreshToken".to_owned(), false)),
+            Revocation::NotOffered => Err(("NotOffered".to_owned(), false)),
+            Revocation::Failed(e) => Err((describe(&e, &lock(&action.injected)), e.is_retryable())),
+            _ => Err(("an unknown revocation outcome".to_owned(), false)),
+        })
     }
 }
 

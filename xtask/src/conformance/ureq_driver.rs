@@ -17,17 +17,19 @@
 //! - `count` concurrent callers are real threads, ordered by the shared gate (see
 //!   [`super::adapter::Gate`]): the late callers find the renewal in flight and wait for it.
 //!
-//! Not driven through the adapter (see [`UreqDriver::unsupported`]): the timer steps (the session has no
-//! timer; it renews on use), the OpenID Connect steps (no discovery, ID token verification, revocation
-//! or end-session API in the session), and the login steps (see `unsupported`).
+//! The `revoke` steps run as `Session::logout` (revoke the refresh token, then clear the tokens whatever
+//! the server said). Not driven through the adapter (see [`UreqDriver::unsupported`]): the timer steps
+//! (the session has no timer; it renews on use), the other OpenID Connect steps (no discovery, ID token
+//! verification or end-session API in the session), and the login steps (see `unsupported`).
 
 use super::adapter::{self, NO_LOGIN, NO_TIMER, ScriptedMock, lock, scripted};
 use super::core_driver::{options, stored_tokens, view};
 use super::driver::{AuthorizeParams, CallOutcome, Driver, Harness, Setup, StoreEvent, TokensView, Wire};
 use super::message::Message;
+use super::oidc::OidcDriver;
 use erpnet_oauth_ureq::erpnet_oauth_core::TokenSet;
 use erpnet_oauth_ureq::{
-    Error, HttpOptions, MemoryStore, RefreshError, Session, StoreError, StoreLock, TokenStore,
+    Error, HttpOptions, MemoryStore, RefreshError, Revocation, Session, StoreError, StoreLock, TokenStore,
 };
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -86,6 +88,7 @@ impl TokenStore for RecordingStore {
 fn describe(err: &Error, injected: &[String]) -> String {
     let mapped = match err {
         Error::Api(e) => Some(format!("{e:?}")),
+        Error::Revocation(e) => Some(format!("{e:?}")),
         Error::Refresh(RefreshError::Transport(reason)) => scripted(injected, adapter::is_timeout(reason)),
         Error::Refresh(e) => Some(format!("{e:?}")),
         Error::Timeout(_) => scripted(injected, true),
@@ -212,6 +215,27 @@ impl Driver for UreqDriver {
 
     fn take_store_events(&mut self) -> Vec<StoreEvent> {
         self.run.as_ref().map(|r| std::mem::take(&mut *lock(&r.store.events))).unwrap_or_default()
+    }
+
+    fn oidc(&mut self) -> Option<&mut dyn OidcDriver> {
+        Some(self)
+    }
+}
+
+impl adapter::Logout for UreqDriver {
+    fn logout(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>> {
+        let run = self.run()?;
+        let action = run.mock.begin(wire, 1);
+        let logout = run.session.logout();
+        run.mock.end();
+        let logout = logout.map_err(|e| format!("the store could not be cleared: {e}"))?;
+        Ok(match logout.revocation {
+            Revocation::Revoked => Ok(()),
+            Revocation::NothingToRevoke => Err(("NoRefreshToken".to_owned(), false)),
+            Revocation::NotOffered => Err(("NotOffered".to_owned(), false)),
+            Revocation::Failed(e) => Err((describe(&e, &lock(&action.injected)), e.is_retryable())),
+            _ => Err(("an unknown revocation outcome".to_owned(), false)),
+        })
     }
 }
 
