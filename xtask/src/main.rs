@@ -1,15 +1,16 @@
-//! `cargo xtask conformance [--driver core|ureq|all] [--filter SUBSTR]`: runs the conformance cases in
-//! `fixtures/` through the core and/or the ureq adapter (default: both) and prints `PASS [driver] id` /
-//! `FAIL [driver] id: why` / `SKIP [driver] id: why` per case, then `N passed, M failed, K skipped`.
+//! `cargo xtask conformance [--driver core|ureq|async|all] [--filter SUBSTR]`: runs the conformance cases
+//! in `fixtures/` through the core, the ureq adapter and/or the async adapter (default: all three) and
+//! prints `PASS [driver] id` / `FAIL [driver] id: why` / `SKIP [driver] id: why` per case, then
+//! `N passed, M failed, K skipped`.
 
 mod bench;
 mod deps;
 mod fuzz;
 
 use std::process::ExitCode;
-use xtask::conformance::{self, CoreDriver, Driver, Report, UreqDriver};
+use xtask::conformance::{self, AsyncDriver, CoreDriver, Driver, Report, UreqDriver};
 
-const USAGE: &str = "usage: cargo xtask conformance [--driver core|ureq|all] [--filter SUBSTR]";
+const USAGE: &str = "usage: cargo xtask conformance [--driver core|ureq|async|all] [--filter SUBSTR]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +28,7 @@ fn main() -> ExitCode {
 
 fn conformance_task(args: &[String]) -> ExitCode {
     let mut filter = None;
-    let mut drivers = vec!["core", "ureq"];
+    let mut drivers = vec!["core", "ureq", "async"];
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match (arg.as_str(), it.clone().next().map(String::as_str)) {
@@ -35,8 +36,8 @@ fn conformance_task(args: &[String]) -> ExitCode {
                 filter = Some(value.to_owned());
                 it.next();
             }
-            ("--driver", Some(value @ ("core" | "ureq" | "all"))) => {
-                drivers = if value == "all" { vec!["core", "ureq"] } else { vec![value] };
+            ("--driver", Some(value @ ("core" | "ureq" | "async" | "all"))) => {
+                drivers = if value == "all" { vec!["core", "ureq", "async"] } else { vec![value] };
                 it.next();
             }
             _ => {
@@ -49,7 +50,11 @@ fn conformance_task(args: &[String]) -> ExitCode {
     let mut report = Report::default();
     for name in drivers {
         let mut make = || -> Box<dyn Driver> {
-            if name == "core" { Box::new(CoreDriver::new()) } else { Box::new(UreqDriver::new()) }
+            match name {
+                "core" => Box::new(CoreDriver::new()),
+                "ureq" => Box::new(UreqDriver::new()),
+                _ => Box::new(AsyncDriver::new()),
+            }
         };
         match conformance::run(&dir, filter.as_deref(), &mut make) {
             Ok(r) => report.extend(r),
