@@ -4,13 +4,15 @@
 //! `N passed, M failed, K skipped`.
 
 mod bench;
+mod ci;
 mod deps;
 mod fuzz;
 
 use std::process::ExitCode;
 use xtask::conformance::{self, AsyncDriver, CoreDriver, Driver, Report, UreqDriver};
 
-const USAGE: &str = "usage: cargo xtask conformance [--driver core|ureq|async|all] [--filter SUBSTR]";
+const USAGE: &str = "usage: cargo xtask conformance [--driver core|ureq|async|all] [--filter SUBSTR]
+       cargo xtask ci | bench [--quick] | deps | fuzz [--smoke | --seconds N]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::main(args.get(1..).unwrap_or_default()),
         Some("deps") => deps::main(args.get(1..).unwrap_or_default()),
         Some("fuzz") => fuzz::main(args.get(1..).unwrap_or_default()),
+        Some("ci") => ci::main(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
