@@ -89,7 +89,8 @@ pub fn main(args: &[String]) -> ExitCode {
     if build_time {
         match build_times(&root, &scratch) {
             Ok((ours, theirs)) => println!(
-                "clean debug build (`cargo build`, fresh target dir, same run): erpnet-oauth-core {ours:.1} s, \
+                "clean debug build (`cargo build`, fresh target dir, dependencies at opt-level 1 for both as in the \
+                 root workspace, same run): erpnet-oauth-core {ours:.1} s, \
                  oauth2-rs (no default features) {theirs:.1} s; core / oauth2-rs = {:.2}",
                 ours / theirs
             ),
@@ -133,7 +134,9 @@ fn project(dir: &Path, dependency: &str) -> Result<(), String> {
     std::fs::create_dir_all(dir.join("src")).map_err(|e| e.to_string())?;
     let manifest = format!(
         "[package]\nname = \"deps-probe\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
-         [dependencies]\n{dependency}\n\n[workspace]\n"
+         [dependencies]\n{dependency}\n\n[workspace]\n\n\
+         # The root workspace's dev profile, so that both builds optimise dependencies alike.\n\
+         [profile.dev.package.\"*\"]\nopt-level = 1\n"
     );
     std::fs::write(dir.join("Cargo.toml"), manifest).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").map_err(|e| e.to_string())?;
