@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    let Ok(pending) = AuthorizationRequest::new().state("xyz").build(&client, &mut SeededRandom::new(1)) else {
+    let Ok(pending) = AuthorizationRequest::new().state("xyz").build(&client, &mut SeededRandom::new(1))
+    else {
         return;
     };
     let text = String::from_utf8_lossy(rest);

@@ -13,7 +13,8 @@ fn fixed() -> Option<&'static (ClientConfig, JwkSet)> {
     static FIXED: OnceLock<Option<(ClientConfig, JwkSet)>> = OnceLock::new();
     FIXED
         .get_or_init(|| {
-            let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first").build().ok()?;
+            let client =
+                ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first").build().ok()?;
             Some((client, JwkSet::from_json(KEYS).ok()?))
         })
         .as_ref()
