@@ -10,6 +10,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Why a store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +205,30 @@ impl FileStore {
         File::open(self.dir())?.sync_all()
     }
 
+    /// Removes temporary files that a process killed in the middle of a save left behind (they hold tokens).
+    /// Only files older than any save could take are removed, so a concurrent writer is never disturbed.
+    fn remove_stale_temps(&self, name: &str) {
+        const STALE: Duration = Duration::from_secs(600);
+        let prefix = format!(".{name}.");
+        let Ok(entries) = fs::read_dir(self.dir()) else { return };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if !(file_name.starts_with(&prefix) && file_name.ends_with(".tmp")) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+
     fn write_temp(&self, temp: &Path, bytes: &[u8]) -> io::Result<()> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
@@ -263,7 +288,9 @@ impl TokenStore for FileStore {
             let _ = fs::remove_file(&temp);
             return Err(self.io("written")(e));
         }
-        self.sync_dir().map_err(self.io("written"))
+        self.sync_dir().map_err(self.io("written"))?;
+        self.remove_stale_temps(&name);
+        Ok(())
     }
 
     fn clear(&self) -> Result<(), StoreError> {
@@ -290,5 +317,39 @@ impl TokenStore for FileStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod stale_temp_tests {
+    use super::*;
+    use erpnet_oauth_core::{AccessToken, Scopes};
+
+    #[test]
+    fn a_save_removes_stale_temporary_files_and_keeps_fresh_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("tokens.json"));
+        let stale = dir.path().join(".tokens.json.4242.0.tmp");
+        let fresh = dir.path().join(".tokens.json.4243.0.tmp");
+        let other = dir.path().join(".other.json.4244.0.tmp");
+        for p in [&stale, &fresh, &other] {
+            fs::write(p, b"{}").unwrap();
+        }
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for p in [&stale, &other] {
+            File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
+        }
+        let tokens = TokenSet {
+            access_token: AccessToken::new("at"),
+            expires_at: None,
+            refresh_token: None,
+            id_token: None,
+            scopes: Scopes::default(),
+        };
+        store.save(&tokens).unwrap();
+        assert!(!stale.exists(), "a stale temporary file of this store is removed");
+        assert!(fresh.exists(), "a fresh one may be another writer's: kept");
+        assert!(other.exists(), "another store's files are not touched");
+        assert_eq!(store.load().unwrap(), Some(tokens));
     }
 }
