@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 /// Builds a [`Session`]. Start with [`Session::builder`].
 pub struct SessionBuilder {
-    client: ClientConfig,
+    client: Arc<ClientConfig>,
     store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
     options: ManagerOptions,
@@ -189,7 +189,7 @@ struct Inner {
     changed: Notify,
     http: Arc<dyn HttpSend>,
     limits: HttpOptions,
-    client: ClientConfig,
+    client: Arc<ClientConfig>,
     store: Arc<dyn TokenStore>,
     clock: Arc<dyn Clock>,
 }
@@ -227,9 +227,11 @@ impl Drop for InFlight {
 
 impl Session {
     /// Starts building a session for `client`.
-    pub fn builder(client: ClientConfig) -> SessionBuilder {
+    ///
+    /// `client` may be an `Arc<ClientConfig>` shared by the sessions of many users.
+    pub fn builder(client: impl Into<Arc<ClientConfig>>) -> SessionBuilder {
         SessionBuilder {
-            client,
+            client: client.into(),
             store: Arc::new(MemoryStore::new()),
             clock: Arc::new(SystemClock),
             options: ManagerOptions::default(),

@@ -40,6 +40,7 @@ use crate::scope::Scopes;
 use crate::secret::{AccessToken, RefreshToken};
 use crate::token::{Grant, TokenError, TokenSet, parse_token_response};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How the manager gets a new access token.
@@ -216,7 +217,7 @@ pub enum Reloaded {
 /// refresh token. See the [module docs](self) for the call order.
 #[derive(Debug)]
 pub struct TokenManager {
-    client: ClientConfig,
+    client: Arc<ClientConfig>,
     options: ManagerOptions,
     tokens: Option<TokenSet>,
     generation: u64,
@@ -241,9 +242,15 @@ fn pair(tokens: &TokenSet) -> StoredPair {
 
 impl TokenManager {
     /// A manager for `tokens` (already stored), or for none (login required, or client credentials).
-    pub fn new(client: ClientConfig, tokens: Option<TokenSet>, options: ManagerOptions) -> Self {
+    ///
+    /// `client` may be shared (`Arc<ClientConfig>`) by the managers of many users.
+    pub fn new(
+        client: impl Into<Arc<ClientConfig>>,
+        tokens: Option<TokenSet>,
+        options: ManagerOptions,
+    ) -> Self {
         TokenManager {
-            client,
+            client: client.into(),
             options,
             stored: tokens.as_ref().map(pair),
             tokens,

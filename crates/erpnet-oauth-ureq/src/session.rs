@@ -11,16 +11,17 @@ use erpnet_oauth_core::{
     id_token::UnverifiedClaims, parse_revocation_response, parse_userinfo_response,
 };
 use std::fmt;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 /// Builds a [`Session`]. Start with [`Session::builder`].
 pub struct SessionBuilder {
-    client: ClientConfig,
+    client: Arc<ClientConfig>,
     store: Box<dyn TokenStore>,
     clock: Box<dyn Clock>,
     options: ManagerOptions,
     http: HttpOptions,
+    http_client: Option<HttpClient>,
 }
 
 impl fmt::Debug for SessionBuilder {
@@ -64,6 +65,13 @@ impl SessionBuilder {
         self
     }
 
+    /// Shares `client` (its connection pool and settings) instead of creating one for this session: a server
+    /// with a session per user gives them all the same client. Replaces [`Self::http_options`].
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.http_client = Some(client);
+        self
+    }
+
     /// Renew with `client_credentials` (ERP.net service applications, catalogue I1) asking for `scopes`
     /// (space-separated), instead of with a user's refresh token. No login is needed.
     pub fn client_credentials(mut self, scopes: &str) -> Self {
@@ -95,7 +103,7 @@ impl SessionBuilder {
             keys: Mutex::new(KeyCache::new()),
             manager: Mutex::new(manager),
             changed: Condvar::new(),
-            http: HttpClient::new(self.http),
+            http: self.http_client.unwrap_or_else(|| HttpClient::new(self.http)),
             client: self.client,
             store: self.store,
             clock: self.clock,
@@ -161,7 +169,7 @@ pub struct Session {
     manager: Mutex<TokenManager>,
     changed: Condvar,
     http: HttpClient,
-    client: ClientConfig,
+    client: Arc<ClientConfig>,
     store: Box<dyn TokenStore>,
     clock: Box<dyn Clock>,
 }
@@ -209,13 +217,16 @@ impl Drop for InFlight<'_> {
 
 impl Session {
     /// Starts building a session for `client`.
-    pub fn builder(client: ClientConfig) -> SessionBuilder {
+    ///
+    /// `client` may be an `Arc<ClientConfig>` shared by the sessions of many users.
+    pub fn builder(client: impl Into<Arc<ClientConfig>>) -> SessionBuilder {
         SessionBuilder {
-            client,
+            client: client.into(),
             store: Box::new(MemoryStore::new()),
             clock: Box::new(SystemClock),
             options: ManagerOptions::default(),
             http: HttpOptions::default(),
+            http_client: None,
         }
     }
 

@@ -83,6 +83,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let per_session = (LIVE.load(Ordering::Relaxed) - before) as f64 / n as f64;
     drop(sessions);
 
+    // A server with a session per user shares one HTTP client and one configuration between them.
+    let shared = erpnet_oauth_ureq::HttpClient::new(erpnet_oauth_ureq::HttpOptions::default());
+    let config = std::sync::Arc::new(seed_client()?);
+    let before = LIVE.load(Ordering::Relaxed);
+    let sessions: Vec<Session> = (0..n)
+        .map(|i| {
+            Ok(Session::builder(config.clone())
+                .http_client(shared.clone())
+                .store(MemoryStore::with_tokens(tokens(i)?))
+                .build()?)
+        })
+        .collect::<Result<_, Box<dyn std::error::Error>>>()?;
+    if !sessions.iter().all(Session::is_logged_in) {
+        return Err("a session is not logged in".into());
+    }
+    let per_shared_session = (LIVE.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    drop(sessions);
+
     println!("{n} users; token strings (access + refresh + ID token): {strings} bytes per user");
     println!(
         "TokenManager (core, client config + tokens): {per_manager:.0} bytes per user, {:.0} beyond the token strings",
@@ -92,6 +110,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Session (ureq adapter: manager + memory store + HTTP agent): {per_session:.0} bytes per user, {:.0} beyond \
          the token strings",
         per_session - strings as f64
+    );
+    println!(
+        "Session sharing one HTTP client and configuration (a server's users): {per_shared_session:.0} bytes per user, {:.0} beyond \
+         the token strings",
+        per_shared_session - strings as f64
     );
     Ok(())
 }
