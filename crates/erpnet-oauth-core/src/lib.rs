@@ -109,6 +109,7 @@ pub mod revocation;
 pub mod scope;
 pub mod secret;
 pub mod token;
+pub mod transport;
 pub mod userinfo;
 
 pub use api::{ApiError, DomainApiError, RetryAfter, check_api_response};
@@ -135,6 +136,7 @@ pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,
 };
 pub use token::{Grant, TokenError, TokenSet, parse_token_response};
+pub use transport::HttpOptions;
 pub use userinfo::{InvalidBearer, UserInfo, UserInfoError, parse_userinfo_response};
 
 pub use http;

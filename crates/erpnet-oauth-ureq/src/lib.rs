@@ -65,11 +65,12 @@ mod store;
 mod transport;
 
 pub use clock::{Clock, OsRandom, SystemClock};
+pub use erpnet_oauth_core::HttpOptions;
 pub use error::Error;
 pub use login::{Cancel, ReceivedCallback, RedirectListener};
 pub use session::{LoggedIn, Logout, Revocation, Session, SessionBuilder};
 pub use store::{FileStore, MemoryStore, StoreError, StoreLock, TokenStore};
-pub use transport::{HttpClient, HttpOptions};
+pub use transport::HttpClient;
 
 pub use erpnet_oauth_core;
 pub use erpnet_oauth_core::{

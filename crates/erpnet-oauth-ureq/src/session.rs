@@ -3,7 +3,8 @@
 use crate::Error;
 use crate::clock::{Clock, OsRandom, SystemClock};
 use crate::store::{MemoryStore, StoreLock, TokenStore};
-use crate::transport::{HttpClient, HttpOptions};
+use crate::transport::HttpClient;
+use erpnet_oauth_core::HttpOptions;
 use erpnet_oauth_core::{
     Access, AccessToken, ApiCall, ApiOutcome, AuthorizationRequest, Callback, ClientConfig, IdToken,
     IdTokenClaims, IdTokenError, JwkSet, KeyCache, LoginRequired, ManagerOptions, Output, PendingLogin,
