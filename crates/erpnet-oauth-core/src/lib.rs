@@ -135,7 +135,7 @@ pub use scope::Scopes;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,
 };
-pub use token::{Grant, TokenError, TokenSet, parse_token_response};
+pub use token::{Grant, StoreFormatError, TokenError, TokenSet, parse_token_response};
 pub use transport::HttpOptions;
 pub use userinfo::{InvalidBearer, UserInfo, UserInfoError, parse_userinfo_response};
 

@@ -148,6 +148,64 @@ impl TokenSet {
     }
 }
 
+/// Why bytes are not a token store file, or tokens could not be written as one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreFormatError {
+    /// A version this library does not read.
+    #[error("unsupported format version {0}")]
+    Version(u32),
+    /// Not the format at all. Only the kind and position of the error: the parser's message may quote the
+    /// content, which holds tokens.
+    #[error("not a token store file ({length} bytes; {kind} error at line {line}, column {column})")]
+    Malformed {
+        /// The file's length.
+        length: usize,
+        /// `Syntax`, `Data`, `Eof` or `Io`.
+        kind: String,
+        /// Where.
+        line: usize,
+        /// Where.
+        column: usize,
+    },
+    /// The tokens could not be serialized.
+    #[error("the tokens could not be serialized: {0}")]
+    Serialize(String),
+}
+
+/// The file format of the adapters' file stores: versioned so that a later format can be told apart, and
+/// shared so that the blocking and the async adapter read each other's files.
+#[derive(Serialize, Deserialize)]
+struct StoreFile {
+    version: u32,
+    tokens: TokenSet,
+}
+
+const STORE_FILE_VERSION: u32 = 1;
+
+impl TokenSet {
+    /// These tokens as a token store file: `{"version": 1, "tokens": {...}}` (pretty JSON). Pure: the
+    /// adapters write the bytes.
+    pub fn to_store_file(&self) -> Result<Vec<u8>, StoreFormatError> {
+        serde_json::to_vec_pretty(&StoreFile { version: STORE_FILE_VERSION, tokens: self.clone() })
+            .map_err(|e| StoreFormatError::Serialize(e.to_string()))
+    }
+
+    /// Reads a token store file written by [`Self::to_store_file`].
+    pub fn from_store_file(bytes: &[u8]) -> Result<TokenSet, StoreFormatError> {
+        match serde_json::from_slice::<StoreFile>(bytes) {
+            Ok(f) if f.version == STORE_FILE_VERSION => Ok(f.tokens),
+            Ok(f) => Err(StoreFormatError::Version(f.version)),
+            Err(e) => Err(StoreFormatError::Malformed {
+                length: bytes.len(),
+                kind: format!("{:?}", e.classify()),
+                line: e.line(),
+                column: e.column(),
+            }),
+        }
+    }
+}
+
 /// A token request to build: the grant and its parameters.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -597,6 +655,25 @@ mod tests {
             parse_token_response(&resp(302, ""), now(), &Scopes::default()),
             Err(TokenError::Redirect { status: 302 })
         ));
+    }
+
+    #[test]
+    fn store_files_round_trip_and_never_quote_their_content() {
+        let t = TokenSet {
+            access_token: AccessToken::new("at"),
+            expires_at: Some(now()),
+            refresh_token: Some(RefreshToken::new("rt-secret")),
+            id_token: None,
+            scopes: Scopes::parse("openid DomainApi"),
+        };
+        let bytes = t.to_store_file().unwrap();
+        assert_eq!(TokenSet::from_store_file(&bytes).unwrap(), t);
+        let v2 = String::from_utf8(bytes).unwrap().replace("\"version\": 1", "\"version\": 2");
+        assert_eq!(TokenSet::from_store_file(v2.as_bytes()), Err(StoreFormatError::Version(2)));
+        let e = TokenSet::from_store_file(br#"{"version": 1, "tokens": {"refresh_token": "rt-secret"}}"#)
+            .unwrap_err();
+        assert!(matches!(e, StoreFormatError::Malformed { .. }), "{e:?}");
+        assert!(!e.to_string().contains("rt-secret"), "{e}");
     }
 
     #[test]

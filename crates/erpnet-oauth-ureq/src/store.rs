@@ -143,15 +143,6 @@ impl TokenStore for MemoryStore {
     }
 }
 
-/// The file's format: versioned, so that a later format can be told apart.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct FileFormat {
-    version: u32,
-    tokens: TokenSet,
-}
-
-const FORMAT_VERSION: u32 = 1;
-
 /// Keeps the tokens in a JSON file.
 ///
 /// - Written atomically: a temporary file in the same directory is written, fsynced and renamed over the
@@ -250,30 +241,13 @@ impl TokenStore for FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(self.io("read")(e)),
         };
-        match serde_json::from_slice::<FileFormat>(&bytes) {
-            Ok(f) if f.version == FORMAT_VERSION => Ok(Some(f.tokens)),
-            Ok(f) => Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                reason: format!("unsupported format version {}", f.version),
-            }),
-            // Only the kind and position of the error: serde_json's message may quote the content.
-            Err(e) => Err(StoreError::Corrupt {
-                path: self.path.clone(),
-                reason: format!(
-                    "not a token store file ({} bytes; {:?} error at line {}, column {})",
-                    bytes.len(),
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ),
-            }),
-        }
+        TokenSet::from_store_file(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { path: self.path.clone(), reason: e.to_string() })
     }
 
     fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
-        let bytes =
-            serde_json::to_vec_pretty(&FileFormat { version: FORMAT_VERSION, tokens: tokens.clone() })
-                .map_err(|e| StoreError::Other(format!("the tokens could not be serialized: {e}")))?;
+        let bytes = tokens.to_store_file().map_err(|e| StoreError::Other(e.to_string()))?;
         let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let temp = self.dir().join(format!(
             ".{name}.{}.{}.tmp",
