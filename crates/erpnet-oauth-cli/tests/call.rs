@@ -23,7 +23,7 @@ fn call_prints_the_body_on_stdout() {
     assert!(o.stderr.is_empty(), "{o:#?}");
     assert_eq!(rows(&o), 3);
     assert!(o.stdout.ends_with('\n'));
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.api_calls, c.api_ok, c.refresh_token_grants), (1, 1, 0));
 }
 
@@ -49,7 +49,7 @@ fn call_takes_headers_methods_in_any_case_and_absolute_urls() {
     ]));
     o.assert_success();
     assert_eq!(rows(&o), 4);
-    assert_eq!(h.mock.counters().api_ok, 2);
+    assert_eq!(h.mock().counters().api_ok, 2);
 }
 
 #[test]
@@ -57,17 +57,17 @@ fn expired_token_gets_401_then_one_refresh_and_one_retry() {
     let h = Harness::new();
     h.login();
     let rt0 = h.refresh_token().unwrap();
-    h.mock.advance_clock(Duration::from_secs(3601));
+    h.mock().advance_clock(Duration::from_secs(3601));
     let o = h.run(h.store_only(&["call", "GET", &format!("{CUSTOMERS}?$top=3")]));
     o.assert_success();
     assert_eq!(rows(&o), 3);
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.api_unauthorized, c.refresh_token_grants, c.api_ok), (1, 1, 1), "{c:#?}");
     assert_eq!(c.invalid_grant_errors, 0);
     assert_ne!(h.refresh_token().unwrap(), rt0, "the rotated refresh token was stored");
     // The next call uses the renewed token straight away.
     h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.api_unauthorized, c.refresh_token_grants), (1, 1));
 }
 
@@ -75,7 +75,7 @@ fn expired_token_gets_401_then_one_refresh_and_one_retry() {
 fn expired_token_with_a_revoked_grant_requires_login() {
     let h = Harness::new();
     h.login();
-    h.mock.revoke_all_grants_of("admin");
+    h.mock().revoke_all_grants_of("admin");
     let o = h.run(h.store_only(&["call", "GET", CUSTOMERS]));
     o.assert_only_error(3, &["invalid_grant", "erpnet-oauth login"]);
     assert!(o.stdout.is_empty());
@@ -88,7 +88,7 @@ fn business_error_is_exit_4_with_the_message() {
     h.login();
     let o = h.run(h.store_only(&["call", "GET", &format!("{CUSTOMERS}?$filter=fail")]));
     o.assert_only_error(4, &["500", "The operation failed on purpose"]);
-    assert_eq!(h.mock.counters().api_business_errors, 1);
+    assert_eq!(h.mock().counters().api_business_errors, 1);
 }
 
 #[test]
@@ -97,7 +97,7 @@ fn missing_domain_api_scope_is_exit_4_naming_the_scope() {
     h.login_with(h.cli(&["--scope", "openid profile offline_access", "login", "--no-browser"]));
     let o = h.run(h.store_only(&["call", "GET", CUSTOMERS]));
     o.assert_only_error(4, &["403", "DomainApi"]);
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.api_forbidden, c.refresh_token_grants), (1, 0), "a 403 is not refreshed: {c:#?}");
 }
 
@@ -105,7 +105,7 @@ fn missing_domain_api_scope_is_exit_4_naming_the_scope() {
 fn rate_limiting_is_exit_4_with_the_delay() {
     let h = Harness::new();
     h.login();
-    h.mock.inject_fault(Endpoint::DomainApi, Fault::RateLimited { retry_after_secs: 7 }, Some(1));
+    h.mock().inject_fault(Endpoint::DomainApi, Fault::RateLimited { retry_after_secs: 7 }, Some(1));
     let o = h.run(h.store_only(&["call", "GET", CUSTOMERS]));
     o.assert_only_error(4, &["429", "7 s"]);
 }
@@ -114,7 +114,7 @@ fn rate_limiting_is_exit_4_with_the_delay() {
 fn api_hanging_is_a_network_error() {
     let h = Harness::new();
     h.login();
-    h.mock.inject_fault(Endpoint::DomainApi, Fault::Hang, Some(1));
+    h.mock().inject_fault(Endpoint::DomainApi, Fault::Hang, Some(1));
     h.run(h.store_only(&["--timeout", "1", "call", "GET", CUSTOMERS])).assert_only_error(5, &["timed out"]);
 }
 
@@ -129,7 +129,7 @@ fn bad_call_arguments_are_usage_errors() {
     // Plain http to another host is refused (and never sent).
     h.run(h.store_only(&["call", "GET", "http://demodb.invalid/api/domain/odata/Crm_Customers"]))
         .assert_only_error(2, &[]);
-    assert_eq!(h.mock.counters().api_calls, 0);
+    assert_eq!(h.mock().counters().api_calls, 0);
 }
 
 #[test]
@@ -150,7 +150,7 @@ fn the_token_is_never_sent_to_another_origin() {
     other.set_nonblocking(true).unwrap();
     for url in [
         format!("http://127.0.0.1:{port}/api/domain/odata/Crm_Customers"),
-        format!("http://localhost:{}/api/domain/odata/Crm_Customers", h.mock.addr().port()),
+        format!("http://localhost:{}/api/domain/odata/Crm_Customers", h.mock().addr().port()),
         "https://example.com/api/domain/odata/Crm_Customers".to_owned(),
     ] {
         let o = h.run(h.store_only(&["call", "GET", &url]));
@@ -158,5 +158,5 @@ fn the_token_is_never_sent_to_another_origin() {
         assert!(o.stdout.is_empty());
     }
     assert!(other.accept().is_err(), "nothing connected to the other server");
-    assert_eq!(h.mock.counters().api_calls, 0);
+    assert_eq!(h.mock().counters().api_calls, 0);
 }

@@ -33,7 +33,7 @@ fn confidential_login_prints_the_url_alone_and_stores_the_tokens() {
     assert_eq!(o.stderr_lines().last().copied(), Some("Logged in as admin"));
     assert!(o.stdout.is_empty());
 
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.logins, c.authorization_code_grants, c.token_errors), (1, 1, 0));
     assert!(h.access_token().is_some() && h.refresh_token().is_some());
     // The profile remembers the settings, never the secret or a token.
@@ -64,7 +64,7 @@ fn public_client_logs_in_with_pkce_only() {
     let t = h.run_token(h.store_only(&["token"]));
     t.assert_success();
     assert_eq!(t.stdout, format!("{}\n", h.access_token().unwrap()));
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.authorization_code_grants, c.invalid_client_errors), (1, 0));
 }
 
@@ -78,7 +78,7 @@ fn client_secret_file_is_read_and_trimmed() {
     cmd.env_remove("ERPNET_CLIENT_SECRET").arg("--client-secret-file").arg(&file);
     cmd.args(["login", "--no-browser"]);
     h.login_with(cmd);
-    assert_eq!(h.mock.counters().invalid_client_errors, 0);
+    assert_eq!(h.mock().counters().invalid_client_errors, 0);
 }
 
 #[test]
@@ -91,7 +91,7 @@ fn ctrl_c_while_waiting_cancels_the_login() {
     o.assert_failure(3, &["cancelled"]);
     assert!(!h.token_file().exists(), "no tokens were stored");
     assert!(!h.profile_file().exists());
-    assert_eq!(h.mock.counters().token_requests, 0);
+    assert_eq!(h.mock().counters().token_requests, 0);
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn wrong_client_secret_fails_the_code_exchange() {
     h.check_streams(&o, true);
     o.assert_failure(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
     assert!(!h.token_file().exists());
-    assert_eq!(h.mock.counters().invalid_client_errors, 1);
+    assert_eq!(h.mock().counters().invalid_client_errors, 1);
 }
 
 #[test]
@@ -147,7 +147,7 @@ fn redirect_port_already_taken_is_a_usage_error() {
     let _taken = std::net::TcpListener::bind(("127.0.0.1", h.port)).unwrap();
     let o = h.run(h.cli(&["login", "--no-browser"]));
     o.assert_only_error(2, &[&format!("127.0.0.1:{}", h.port)]);
-    assert_eq!(h.mock.counters().authorize_requests, 0);
+    assert_eq!(h.mock().counters().authorize_requests, 0);
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn non_loopback_redirect_uri_is_refused() {
     login("not a url").assert_only_error(2, &["not a URL"]);
     // Port 0 would bind some free port while the authorize request names port 0: never completable.
     login("http://127.0.0.1:0/signin-callback").assert_only_error(2, &["port 0"]);
-    assert_eq!(h.mock.counters().discovery_fetches, 0);
+    assert_eq!(h.mock().counters().discovery_fetches, 0);
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn missing_configuration_is_a_usage_error() {
     cmd.args(["--store", store, "--instance", &h.instance(), "--client-id", CLIENT_ID]);
     cmd.args(["login", "--no-browser"]);
     h.run(cmd).assert_only_error(2, &["--redirect-uri", "ERPNET_REDIRECT_URI"]);
-    assert_eq!(h.mock.counters().discovery_fetches, 0);
+    assert_eq!(h.mock().counters().discovery_fetches, 0);
 }
 
 #[test]
@@ -229,7 +229,7 @@ fn store_directory_that_cannot_be_created_is_a_usage_error() {
     cmd.args(["--instance", &h.instance(), "--client-id", CLIENT_ID, "--redirect-uri", &h.redirect_uri]);
     cmd.args(["login", "--no-browser"]);
     h.run(cmd).assert_only_error(2, &[file.to_str().unwrap()]);
-    assert_eq!(h.mock.counters().authorize_requests, 0);
+    assert_eq!(h.mock().counters().authorize_requests, 0);
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn instance_on_a_closed_port_is_a_network_error() {
 #[test]
 fn discovery_hanging_past_the_timeout_is_a_network_error() {
     let h = Harness::new();
-    h.mock.inject_fault(Endpoint::Discovery, Fault::Hang, None);
+    h.mock().inject_fault(Endpoint::Discovery, Fault::Hang, None);
     let mut cmd = h.cli(&["--timeout", "1"]);
     cmd.args(["login", "--no-browser"]);
     h.run(cmd).assert_only_error(5, &["timed out"]);
@@ -270,9 +270,9 @@ fn discovery_hanging_past_the_timeout_is_a_network_error() {
 #[test]
 fn discovery_unavailable_falls_back_to_erpnet_paths() {
     let h = Harness::new();
-    h.mock.inject_fault(Endpoint::Discovery, Fault::Status(404), None);
+    h.mock().inject_fault(Endpoint::Discovery, Fault::Status(404), None);
     h.login();
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.authorization_code_grants, c.faults_applied), (1, 1));
 }
 
@@ -301,7 +301,7 @@ fn forged_callback_with_a_wrong_state_is_refused() {
     h.check_streams(&o, true);
     o.assert_failure(4, &["state"]);
     assert!(!h.token_file().exists());
-    assert_eq!(h.mock.counters().token_requests, 0, "a forged code is never exchanged");
+    assert_eq!(h.mock().counters().token_requests, 0, "a forged code is never exchanged");
 }
 
 #[test]
@@ -323,7 +323,7 @@ fn the_listener_ignores_other_paths_until_the_callback() {
 fn code_exchange_failures_store_nothing() {
     // HTML 500 at the token endpoint: exit 4.
     let h = Harness::new();
-    h.mock.inject_fault(Endpoint::Token, Fault::Status(500), None);
+    h.mock().inject_fault(Endpoint::Token, Fault::Status(500), None);
     let run = h.start_login(h.cli(&["login", "--no-browser"]));
     run.browse(&h);
     let o = run.finish();
@@ -333,7 +333,7 @@ fn code_exchange_failures_store_nothing() {
 
     // A token endpoint that hangs: exit 5 after --timeout.
     let h = Harness::new();
-    h.mock.inject_fault(Endpoint::Token, Fault::Hang, None);
+    h.mock().inject_fault(Endpoint::Token, Fault::Hang, None);
     let run = h.start_login(h.cli(&["--timeout", "1", "login", "--no-browser"]));
     run.browse(&h);
     let o = run.finish();
@@ -350,7 +350,7 @@ fn a_second_login_replaces_the_first() {
     h.login();
     assert_ne!(h.refresh_token().unwrap(), rt0);
     h.run(h.store_only(&["refresh"])).assert_success();
-    assert_eq!(h.mock.counters().authorization_code_grants, 2);
+    assert_eq!(h.mock().counters().authorization_code_grants, 2);
 }
 
 #[test]
@@ -361,7 +361,7 @@ fn wait_out_of_range_is_a_usage_error_not_a_panic() {
         assert_eq!(o.code, Some(2), "--wait {wait}: {o:#?}");
         assert!(o.stderr.starts_with("error: ") && o.stderr.contains("--wait"), "{o:#?}");
     }
-    assert_eq!(h.mock.counters().discovery_fetches, 0);
+    assert_eq!(h.mock().counters().discovery_fetches, 0);
 }
 
 #[test]

@@ -51,7 +51,7 @@ fn status_json_when_logged_in() {
     for t in h.stored() {
         assert!(!o.stdout.contains(&t));
     }
-    assert_eq!(h.mock.counters().token_requests, 1, "status asks the server nothing");
+    assert_eq!(h.mock().counters().token_requests, 1, "status asks the server nothing");
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn logout_revokes_at_the_server_and_deletes_the_tokens() {
     assert!(o.stdout.is_empty());
     assert!(o.stderr.contains("Revoked the refresh token at the server"), "{o:#?}");
     assert!(o.stderr.lines().last().unwrap().starts_with("Logged out"), "{o:#?}");
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.revocations, c.invalid_client_errors), (1, 0), "{c:#?}");
     assert!(!h.token_file().exists() && !h.profile_file().exists(), "the store files are gone");
 
@@ -116,13 +116,13 @@ fn logout_revokes_at_the_server_and_deletes_the_tokens() {
 fn logout_when_revocation_fails_still_deletes_locally() {
     let h = Harness::new();
     h.login();
-    h.mock.inject_fault(Endpoint::Revocation, Fault::Status(503), None);
+    h.mock().inject_fault(Endpoint::Revocation, Fault::Status(503), None);
     let o = h.run(h.store_only(&["logout"]));
     o.assert_success();
     assert!(o.stderr.lines().any(|l| l.starts_with("warning: ") && l.contains("503")), "{o:#?}");
     assert!(o.stderr.lines().last().unwrap().starts_with("Logged out"), "{o:#?}");
     assert!(!h.token_file().exists() && !h.profile_file().exists());
-    assert_eq!(h.mock.counters().revocations, 0);
+    assert_eq!(h.mock().counters().revocations, 0);
     h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
 }
 
@@ -130,7 +130,7 @@ fn logout_when_revocation_fails_still_deletes_locally() {
 fn logout_when_the_server_is_unreachable_still_deletes_locally() {
     let h = Harness::new();
     h.login();
-    h.mock.inject_fault(Endpoint::Revocation, Fault::Hang, None);
+    h.mock().inject_fault(Endpoint::Revocation, Fault::Hang, None);
     let o = h.run(h.store_only(&["--timeout", "1", "logout"]));
     o.assert_success();
     assert!(o.stderr.lines().any(|l| l.starts_with("warning: ")), "{o:#?}");
@@ -145,5 +145,5 @@ fn public_client_logout_revokes_without_a_secret() {
     cmd.arg("--store").arg(h.store()).arg("logout");
     let o = h.run(cmd);
     o.assert_success();
-    assert_eq!(h.mock.counters().revocations, 1, "{o:#?}");
+    assert_eq!(h.mock().counters().revocations, 1, "{o:#?}");
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 fn token_prints_one_line_and_reuses_a_valid_token() {
     let h = Harness::new();
     h.login();
-    let before = h.mock.counters();
+    let before = h.mock().counters();
     let first = h.run_token(h.store_only(&["token"]));
     first.assert_success();
     assert!(first.stderr.is_empty(), "{first:#?}");
@@ -20,7 +20,7 @@ fn token_prints_one_line_and_reuses_a_valid_token() {
     let second = h.run_token(h.store_only(&["token"]));
     second.assert_success();
     assert_eq!(second.stdout, first.stdout, "the same token, not a refresh");
-    let after = h.mock.counters();
+    let after = h.mock().counters();
     assert_eq!(after.token_requests, before.token_requests, "no refresh for a valid token");
     assert_eq!(after.refresh_token_grants, 0);
 }
@@ -38,19 +38,19 @@ fn token_refreshes_first_when_expired_or_within_the_skew() {
     assert_ne!(at1, at0, "a new access token was stored");
     assert_eq!(o.stdout, format!("{at1}\n"), "and printed");
     assert!(!o.stdout.contains(&at0));
-    assert_eq!(h.mock.counters().refresh_token_grants, 1);
+    assert_eq!(h.mock().counters().refresh_token_grants, 1);
     // Expiring within the 60 s skew.
     h.set_expires_at(now_unix() + 30);
     let o = h.run_token(h.store_only(&["token"]));
     let at2 = h.access_token().unwrap();
     assert_ne!(at2, at1);
     assert_eq!(o.stdout, format!("{at2}\n"));
-    assert_eq!(h.mock.counters().refresh_token_grants, 2);
+    assert_eq!(h.mock().counters().refresh_token_grants, 2);
     // Well within its lifetime: no refresh.
     h.set_expires_at(now_unix() + 600);
     let o = h.run_token(h.store_only(&["token"]));
     assert_eq!(o.stdout, format!("{at2}\n"));
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.refresh_token_grants, c.invalid_grant_errors), (2, 0));
 }
 
@@ -72,7 +72,7 @@ fn expired_token_in_many_token_processes_is_refreshed_once() {
         o.assert_success();
         assert_eq!(o.stdout, format!("{at}\n"), "every process prints the one renewed token");
     }
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.refresh_token_grants, c.invalid_grant_errors, c.refresh_token_reuses), (1, 0, 0), "{c:#?}");
 }
 
@@ -87,7 +87,7 @@ fn expired_token_without_a_refresh_token_requires_login() {
     h.run(h.store_only(&["refresh"])).assert_only_error(3, &["offline_access", "erpnet-oauth login"]);
     h.set_expires_at(now_unix() - 10);
     h.run(h.store_only(&["token"])).assert_only_error(3, &["offline_access", "erpnet-oauth login"]);
-    assert_eq!(h.mock.counters().token_requests, 1, "only the code exchange");
+    assert_eq!(h.mock().counters().token_requests, 1, "only the code exchange");
 }
 
 #[test]
@@ -95,7 +95,7 @@ fn rate_limited_token_endpoint_keeps_the_tokens() {
     let h = Harness::new();
     h.login();
     let before = std::fs::read(h.token_file()).unwrap();
-    h.mock.inject_fault(Endpoint::Token, Fault::RateLimited { retry_after_secs: 9 }, Some(1));
+    h.mock().inject_fault(Endpoint::Token, Fault::RateLimited { retry_after_secs: 9 }, Some(1));
     h.run(h.store_only(&["refresh"])).assert_only_error(4, &["429"]);
     assert_eq!(std::fs::read(h.token_file()).unwrap(), before);
     h.run(h.store_only(&["refresh"])).assert_success();
@@ -128,7 +128,7 @@ fn refresh_rotates_the_refresh_token_and_never_reuses_it() {
     let rt1 = h.refresh_token().unwrap();
     assert_ne!(rt1, rt0, "the refresh token rotated");
     assert_ne!(h.access_token().unwrap(), at0, "a new access token was stored");
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.refresh_token_grants, c.invalid_grant_errors), (1, 0));
 
     h.run(h.store_only(&["refresh"])).assert_success();
@@ -139,7 +139,7 @@ fn refresh_rotates_the_refresh_token_and_never_reuses_it() {
         let mode = std::fs::metadata(h.token_file()).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the rewritten token file is still private: {mode:o}");
     }
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.refresh_token_grants, c.invalid_grant_errors, c.refresh_token_reuses), (2, 0, 0));
     // The new token works.
     let t = h.run_token(h.store_only(&["token"]));
@@ -150,15 +150,15 @@ fn refresh_rotates_the_refresh_token_and_never_reuses_it() {
 fn rejected_refresh_token_requires_a_new_login_and_deletes_the_tokens() {
     let h = Harness::new();
     h.login();
-    h.mock.revoke_all_grants_of("admin");
+    h.mock().revoke_all_grants_of("admin");
     let o = h.run(h.store_only(&["refresh"]));
     o.assert_only_error(3, &["invalid_grant", "erpnet-oauth login"]);
     assert!(!h.token_file().exists(), "the rejected tokens are deleted");
-    assert_eq!(h.mock.counters().invalid_grant_errors, 1);
+    assert_eq!(h.mock().counters().invalid_grant_errors, 1);
     // From now on: login required, without asking the server again.
     h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
     h.run(h.store_only(&["refresh"])).assert_only_error(3, &["erpnet-oauth login"]);
-    assert_eq!(h.mock.counters().token_requests, 2, "the code exchange and the one refused refresh");
+    assert_eq!(h.mock().counters().token_requests, 2, "the code exchange and the one refused refresh");
     // A new login works.
     h.login();
     h.run(h.store_only(&["refresh"])).assert_success();
@@ -169,13 +169,13 @@ fn token_endpoint_answering_html_500_keeps_the_tokens() {
     let h = Harness::new();
     h.login();
     let before = std::fs::read(h.token_file()).unwrap();
-    h.mock.inject_fault(Endpoint::Token, Fault::Status(500), Some(1));
+    h.mock().inject_fault(Endpoint::Token, Fault::Status(500), Some(1));
     let o = h.run(h.store_only(&["refresh"]));
     o.assert_only_error(4, &["500"]);
     assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "the tokens are kept as they were");
     // The next attempt succeeds with the same refresh token.
     h.run(h.store_only(&["refresh"])).assert_success();
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.refresh_token_grants, c.invalid_grant_errors), (1, 0));
 }
 
@@ -184,7 +184,7 @@ fn token_endpoint_answering_malformed_json_is_a_server_error() {
     let h = Harness::new();
     h.login();
     let before = std::fs::read(h.token_file()).unwrap();
-    h.mock.inject_fault(Endpoint::Token, Fault::MalformedBody, Some(1));
+    h.mock().inject_fault(Endpoint::Token, Fault::MalformedBody, Some(1));
     h.run(h.store_only(&["refresh"])).assert_only_error(4, &[]);
     assert_eq!(std::fs::read(h.token_file()).unwrap(), before);
     h.run(h.store_only(&["refresh"])).assert_success();
@@ -195,19 +195,19 @@ fn token_endpoint_hanging_times_out_and_keeps_the_tokens() {
     let h = Harness::new();
     h.login();
     let before = std::fs::read(h.token_file()).unwrap();
-    h.mock.inject_fault(Endpoint::Token, Fault::Hang, Some(1));
+    h.mock().inject_fault(Endpoint::Token, Fault::Hang, Some(1));
     let o = h.run(h.store_only(&["--timeout", "1", "refresh"]));
     o.assert_only_error(5, &["timed out"]);
     assert_eq!(std::fs::read(h.token_file()).unwrap(), before);
     h.run(h.store_only(&["refresh"])).assert_success();
-    assert_eq!(h.mock.counters().invalid_grant_errors, 0);
+    assert_eq!(h.mock().counters().invalid_grant_errors, 0);
 }
 
 #[test]
 fn connection_dropped_by_the_token_endpoint_is_a_network_error() {
     let h = Harness::new();
     h.login();
-    h.mock.inject_fault(Endpoint::Token, Fault::DropConnection, Some(1));
+    h.mock().inject_fault(Endpoint::Token, Fault::DropConnection, Some(1));
     h.run(h.store_only(&["refresh"])).assert_only_error(5, &[]);
     h.run(h.store_only(&["refresh"])).assert_success();
 }
@@ -217,8 +217,8 @@ fn instance_gone_is_a_network_error_and_keeps_the_tokens() {
     let h = Harness::new();
     h.login();
     let before = std::fs::read(h.token_file()).unwrap();
-    let Harness { mock, dir, .. } = h;
-    drop(mock);
+    let Harness { server, dir, .. } = h;
+    drop(server);
     let mut cmd = bare(dir.path());
     cmd.arg("--store").arg(dir.path().join("store")).args(["refresh"]).env("ERPNET_CLIENT_SECRET", SECRET);
     let o = run(cmd);
@@ -240,7 +240,7 @@ fn empty_store_means_login_required() {
     cmd.arg("--store").arg(h.store()).arg("token");
     let o = h.run(cmd);
     o.assert_only_error(3, &["erpnet-oauth login"]);
-    assert_eq!(h.mock.counters().token_requests, 0);
+    assert_eq!(h.mock().counters().token_requests, 0);
 }
 
 #[test]
@@ -283,7 +283,7 @@ fn expired_token_in_many_processes_is_refreshed_once() {
     let rt0 = h.refresh_token().unwrap();
     // The mock's clock moves past the token's lifetime: each process still thinks its token is good,
     // gets a 401, and the processes must renew once between them.
-    h.mock.advance_clock(Duration::from_secs(3601));
+    h.mock().advance_clock(Duration::from_secs(3601));
     let children: Vec<_> = (0..6)
         .map(|_| {
             let cmd = h.store_only(&["call", "GET", "/api/domain/odata/Crm_Customers?$top=2"]);
@@ -297,7 +297,7 @@ fn expired_token_in_many_processes_is_refreshed_once() {
         let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
         assert_eq!(json["value"].as_array().map(Vec::len), Some(2));
     }
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!(c.refresh_token_grants, 1, "one refresh between all the processes: {c:#?}");
     assert_eq!((c.invalid_grant_errors, c.refresh_token_reuses), (0, 0), "{c:#?}");
     assert_ne!(h.refresh_token().unwrap(), rt0);
@@ -318,7 +318,7 @@ fn forced_refresh_in_many_processes_never_reuses_a_refresh_token() {
         h.check_streams(&o, true);
         o.assert_success();
     }
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert!((1..=6).contains(&c.refresh_token_grants), "{c:#?}");
     assert_eq!((c.invalid_grant_errors, c.refresh_token_reuses), (0, 0), "{c:#?}");
     // The login is intact.
@@ -355,6 +355,6 @@ fn refresh_without_or_with_a_wrong_secret_says_what_to_check_and_keeps_the_token
     h.run(cmd).assert_only_error(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
     assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "the tokens are kept");
     h.run(h.store_only(&["refresh"])).assert_success();
-    let c = h.mock.counters();
+    let c = h.mock().counters();
     assert_eq!((c.invalid_client_errors, c.refresh_token_grants, c.invalid_grant_errors), (2, 1, 0));
 }

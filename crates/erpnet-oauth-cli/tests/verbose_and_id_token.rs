@@ -51,7 +51,7 @@ fn verbose_logs_each_exchange_without_secrets() {
 fn login_fails_when_the_id_token_cannot_be_verified() {
     // The JWKS answers an HTML 500: the ID token cannot be checked, nothing is stored.
     let h = Harness::new();
-    h.mock.inject_fault(Endpoint::Jwks, Fault::Status(500), None);
+    h.mock().inject_fault(Endpoint::Jwks, Fault::Status(500), None);
     let run = h.start_login(h.cli(&["login", "--no-browser"]));
     run.browse(&h);
     let o = run.finish();
@@ -62,7 +62,7 @@ fn login_fails_when_the_id_token_cannot_be_verified() {
 
     // The JWKS hangs: a network failure after --timeout.
     let h = Harness::new();
-    h.mock.inject_fault(Endpoint::Jwks, Fault::Hang, None);
+    h.mock().inject_fault(Endpoint::Jwks, Fault::Hang, None);
     let run = h.start_login(h.cli(&["--timeout", "1", "login", "--no-browser"]));
     run.browse(&h);
     let o = run.finish();

@@ -1,11 +1,16 @@
-//! Helpers for the integration tests of the `erpnet-oauth` binary: a mock ERP.net on an OS-chosen
+//! Helpers for the integration tests of the `erpnet-oauth` binary: a mock ERP.net (or, for the
+//! interoperability tests, node-oidc-provider serving ERP.net's paths: [`node_op`]) on an OS-chosen
 //! loopback port whose trusted applications allow the test's own loopback redirect URI, a store
 //! directory per test, the built binary run as a child process, and a "browser" that fills in the
-//! mock's login form for `login --no-browser`.
+//! server's login form for `login --no-browser`.
 //!
 //! Every run is checked for what must never happen: a panic message, or a token or secret on a stream
 //! (the tokens are read from the store after every run, so every token the CLI ever held is looked for).
 #![allow(dead_code)]
+
+pub mod node_op;
+
+use node_op::{NodeOp, NodeOpOptions};
 
 use erpnet_oauth_mock::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_PUBLIC_CLIENT_ID, DEMO_USER, LOGIN_PATH,
@@ -180,10 +185,18 @@ pub fn tokens_in(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// One test's world: a mock ERP.net, a redirect URI on a free port that its apps allow, a temporary
+/// The identity server a [`Harness`] runs against.
+pub enum Server {
+    /// The project's mock ERP.net (in this process).
+    Mock(MockErpNet),
+    /// node-oidc-provider serving ERP.net's paths (a child process).
+    Node(NodeOp),
+}
+
+/// One test's world: an identity server, a redirect URI on a free port that its apps allow, a temporary
 /// directory holding the store.
 pub struct Harness {
-    pub mock: MockErpNet,
+    pub server: Server,
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub redirect_uri: String,
@@ -215,8 +228,20 @@ impl Harness {
         };
         edit(&mut config);
         let mock = MockErpNet::start(config).unwrap();
+        Self::around(Server::Mock(mock), port, redirect_uri)
+    }
+
+    /// node-oidc-provider (see [`node_op`]) with the same two apps, allowing this test's redirect URI.
+    pub fn node(options: NodeOpOptions) -> Harness {
+        let port = free_port();
+        let redirect_uri = format!("http://127.0.0.1:{port}/signin-callback");
+        let op = NodeOp::start(&[redirect_uri.as_str()], options);
+        Self::around(Server::Node(op), port, redirect_uri)
+    }
+
+    fn around(server: Server, port: u16, redirect_uri: String) -> Harness {
         Harness {
-            mock,
+            server,
             dir: tempfile::tempdir().unwrap(),
             port,
             redirect_uri,
@@ -224,8 +249,35 @@ impl Harness {
         }
     }
 
+    /// The mock ERP.net (the harness of every test but the interoperability ones).
+    pub fn mock(&self) -> &MockErpNet {
+        match &self.server {
+            Server::Mock(mock) => mock,
+            Server::Node(_) => panic!("this test runs against node-oidc-provider, not the mock"),
+        }
+    }
+
+    /// node-oidc-provider (the interoperability tests' harness).
+    pub fn op(&self) -> &NodeOp {
+        match &self.server {
+            Server::Node(op) => op,
+            Server::Mock(_) => panic!("this test runs against the mock, not node-oidc-provider"),
+        }
+    }
+
     pub fn instance(&self) -> String {
-        self.mock.base_url()
+        match &self.server {
+            Server::Mock(mock) => mock.base_url(),
+            Server::Node(op) => op.base_url().to_owned(),
+        }
+    }
+
+    /// The `sub` of the user the browser logs in as.
+    pub fn subject(&self) -> &'static str {
+        match &self.server {
+            Server::Mock(_) => DEMO_USER,
+            Server::Node(_) => node_op::SUBJECT,
+        }
     }
 
     /// The store directory (created by `login`).
@@ -368,7 +420,7 @@ impl Harness {
     }
 
     /// A complete login of the confidential app: the CLI prints the URL, the test plays the browser, the
-    /// CLI stores the tokens. Asserts exit 0 and `Logged in as admin`.
+    /// CLI stores the tokens. Asserts exit 0 and `Logged in as SUB` (the user's subject at the server).
     pub fn login(&self) -> Outcome {
         self.login_with(self.cli(&["login", "--no-browser"]))
     }
@@ -381,7 +433,8 @@ impl Harness {
         let o = run.finish();
         self.check_streams(&o, true);
         o.assert_success();
-        assert_eq!(o.stderr_lines().last().copied(), Some("Logged in as admin"), "{o:#?}");
+        let expected = format!("Logged in as {}", self.subject());
+        assert_eq!(o.stderr_lines().last().copied(), Some(expected.as_str()), "{o:#?}");
         assert!(o.stdout.is_empty(), "login prints nothing on stdout: {o:#?}");
         assert!(self.token_file().exists() && self.profile_file().exists(), "login stores the tokens");
         o
@@ -437,12 +490,24 @@ impl LoginRun {
     /// Plays the browser: GET the authorize URL, POST the login form, follow the redirect to the CLI's
     /// listener. Returns the listener's page.
     pub fn browse(&self, h: &Harness) -> String {
-        let location = browser_login(h, &self.authorize_url);
-        let mut answer = browser().get(&location).call().unwrap();
-        assert_eq!(answer.status(), 200, "the CLI's listener answers the callback");
-        let ct = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        assert!(ct.starts_with("text/html"), "an HTML page, not {ct}");
-        answer.body_mut().read_to_string().unwrap()
+        deliver(&self.sign_in(h))
+    }
+
+    /// Plays the browser up to the redirect to the CLI's listener, without following it: returns its
+    /// `Location` (the callback URL with the code, which is remembered as a secret).
+    pub fn sign_in(&self, h: &Harness) -> String {
+        match &h.server {
+            Server::Mock(_) => browser_login(h, &self.authorize_url),
+            Server::Node(op) => {
+                let location = op.browser_login(&self.authorize_url);
+                if let Some((_, code)) =
+                    url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code")
+                {
+                    h.secret(&code);
+                }
+                location
+            }
+        }
     }
 
     /// Sends SIGINT (Ctrl-C) to the process.
@@ -466,6 +531,15 @@ impl LoginRun {
         assert_no_panic(&o);
         o
     }
+}
+
+/// Follows the redirect to the CLI's listener as the browser would; returns the listener's HTML page.
+pub fn deliver(location: &str) -> String {
+    let mut answer = browser().get(location).call().unwrap();
+    assert_eq!(answer.status(), 200, "the CLI's listener answers the callback");
+    let ct = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(ct.starts_with("text/html"), "an HTML page, not {ct}");
+    answer.body_mut().read_to_string().unwrap()
 }
 
 /// The current Unix time.

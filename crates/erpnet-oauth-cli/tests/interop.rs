@@ -1,0 +1,241 @@
+//! The CLI against a second, independent OpenID Connect provider: node-oidc-provider (OpenID
+//! Certified) serving ERP.net's paths, with a Domain API stand-in (see `tests/node-oidc-provider/`).
+//! Nothing here is the mock's: the provider's login pages, cookies, token formats (opaque access and
+//! refresh tokens), RFC 9207 `iss` in the callback, ID tokens with `at_hash`/`sid`/`auth_time`, its
+//! rotation and revocation rules, its error bodies, and its endpoint paths taken from discovery.
+
+mod common;
+
+use common::node_op::NodeOpOptions;
+use common::*;
+
+const CUSTOMERS: &str = "/api/domain/odata/Crm_Customers?$top=2";
+
+fn node() -> Harness {
+    Harness::node(NodeOpOptions::default())
+}
+
+#[test]
+fn the_seed_story_runs_against_node_oidc_provider() {
+    let h = node();
+    h.login();
+    let c = h.op().counters();
+    assert_eq!((c.get("logins"), c.get("authorization_code")), (1, 1));
+
+    // status: the subject from the verified ID token, the scope the provider granted to the access token.
+    let o = h.run(h.store_only(&["status", "--json"]));
+    o.assert_success();
+    let status: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(status["subject"], node_op::SUBJECT);
+    assert_eq!(status["instance"], h.instance());
+    assert_eq!(status["client_id"], CLIENT_ID);
+    assert_eq!(status["has_refresh_token"], true);
+    assert!(status["scopes"].as_array().unwrap().contains(&"DomainApi".into()), "{status}");
+    let expires_at = status["access_token_expires_at"].as_u64().unwrap();
+    assert!((now_unix() + 3500..=now_unix() + 3600).contains(&expires_at), "an hour: {status}");
+
+    // token: the stored (opaque) access token, which the Domain API accepts.
+    let at0 = h.access_token().unwrap();
+    let o = h.run_token(h.store_only(&["token"]));
+    o.assert_success();
+    assert_eq!(o.stdout, format!("{at0}\n"));
+    let o = h.run(h.store_only(&["call", "GET", CUSTOMERS]));
+    o.assert_success();
+    let body: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(body["value"].as_array().unwrap().len(), 2, "{body}");
+    assert_eq!(body["value"][0]["Owner"], node_op::SUBJECT);
+
+    // The access token ends at the server: the API answers 401, the CLI refreshes once and retries once.
+    let rt0 = h.refresh_token().unwrap();
+    h.op().expire(&at0);
+    let o = h.run(h.store_only(&["call", "GET", CUSTOMERS]));
+    o.assert_success();
+    let c = h.op().counters();
+    assert_eq!((c.get("api_unauthorized"), c.get("refresh_token"), c.get("api_ok")), (1, 1, 2));
+    let (at1, rt1) = (h.access_token().unwrap(), h.refresh_token().unwrap());
+    assert_ne!(at1, at0);
+    assert_ne!(rt1, rt0, "the provider rotated the refresh token and the CLI stored the new one");
+
+    // The old refresh token is dead at the provider: the CLI never needs it again.
+    let (status, body) = h.op().try_refresh(&rt0);
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    // Using a rotated refresh token again made the provider revoke the whole grant (its reuse
+    // detection), so the login is over: the CLI says so and deletes the tokens.
+    h.set_expires_at(now_unix() - 1);
+    h.run(h.store_only(&["token"])).assert_only_error(3, &["invalid_grant", "erpnet-oauth login"]);
+    assert!(h.stored().is_empty(), "the rejected tokens are deleted");
+}
+
+#[test]
+fn refresh_and_logout_follow_rotation_and_revocation() {
+    let h = node();
+    h.login();
+    let rt0 = h.refresh_token().unwrap();
+    for round in 1..=3 {
+        let o = h.run(h.store_only(&["refresh"]));
+        o.assert_success();
+        assert_eq!(h.op().counters().get("refresh_token"), round);
+    }
+    let rt3 = h.refresh_token().unwrap();
+    assert_ne!(rt3, rt0);
+    let c = h.op().counters();
+    assert_eq!((c.get("invalid_grant"), c.get("token_errors"), c.get("server_errors")), (0, 0, 0));
+    h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
+
+    // logout revokes the refresh token at the provider's revocation endpoint, then deletes the tokens.
+    let o = h.run(h.store_only(&["logout"]));
+    o.assert_success();
+    assert!(o.stderr.contains("Revoked the refresh token at the server"), "{o:#?}");
+    assert!(h.stored().is_empty());
+    assert_eq!(h.op().counters().get("grants_revoked"), 1);
+    let (status, body) = h.op().try_refresh(&rt3);
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "revoked: {body}");
+    h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
+}
+
+#[test]
+fn expired_token_in_many_processes_is_refreshed_once_at_the_provider() {
+    let h = node();
+    h.login();
+    let rt0 = h.refresh_token().unwrap();
+    h.set_expires_at(now_unix() - 10);
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            let cmd = h.store_only(&["token"]);
+            std::thread::spawn(move || run(cmd))
+        })
+        .collect();
+    let outputs: Vec<Outcome> = children.into_iter().map(|c| c.join().unwrap()).collect();
+    let at = h.access_token().unwrap();
+    for o in &outputs {
+        h.check_streams(o, false);
+        o.assert_success();
+        assert_eq!(o.stdout, format!("{at}\n"), "every process prints the one new token");
+    }
+    let c = h.op().counters();
+    assert_eq!((c.get("refresh_token"), c.get("invalid_grant")), (1, 0), "one refresh between them: {c:?}");
+    assert_ne!(h.refresh_token().unwrap(), rt0);
+    h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
+}
+
+#[test]
+fn a_login_revoked_elsewhere_requires_a_new_login() {
+    let h = node();
+    h.login();
+    // The user's session ends elsewhere (a logout, a password change): the provider revokes the grant.
+    h.op().revoke(&h.refresh_token().unwrap());
+    h.set_expires_at(now_unix() - 10);
+    h.run(h.store_only(&["token"])).assert_only_error(3, &["invalid_grant", "erpnet-oauth login"]);
+    assert!(h.stored().is_empty(), "tokens rejected with invalid_grant are deleted");
+    // A new login works.
+    h.login();
+    h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
+}
+
+#[test]
+fn the_public_app_logs_in_with_pkce_alone() {
+    let h = node();
+    h.login_with(h.public_cli(&["login", "--no-browser"]));
+    let at0 = h.access_token().unwrap();
+    h.op().expire(&at0);
+    let mut cmd = h.store_only(&["call", "GET", CUSTOMERS]);
+    cmd.env_remove("ERPNET_CLIENT_SECRET");
+    h.run(cmd).assert_success();
+    let c = h.op().counters();
+    assert_eq!((c.get("authorization_code"), c.get("refresh_token"), c.get("api_unauthorized")), (1, 1, 1));
+    assert_ne!(h.access_token().unwrap(), at0);
+}
+
+#[test]
+fn endpoints_come_from_discovery_not_from_fixed_paths() {
+    // node-oidc-provider's own paths (/id/auth, /id/token, /id/token/revocation, ...): only discovery
+    // says where they are.
+    let h = Harness::node(NodeOpOptions { provider_routes: true, ..NodeOpOptions::default() });
+    assert_eq!(h.op().endpoint("token_endpoint"), format!("{}/id/token", h.instance()));
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    assert!(run.authorize_url.starts_with(&format!("{}/id/auth?", h.instance())), "{}", run.authorize_url);
+    assert!(run.browse(&h).contains("Login received"));
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_success();
+    h.op().expire(&h.access_token().unwrap());
+    let o = h.run(h.store_only(&["--verbose", "call", "GET", CUSTOMERS]));
+    o.assert_success();
+    assert!(o.stderr.contains(&format!("uri={}/id/token status=200", h.instance())), "{o:#?}");
+    let o = h.run(h.store_only(&["--verbose", "logout"]));
+    o.assert_success();
+    assert!(o.stderr.contains(&format!("uri={}/id/token/revocation status=200", h.instance())), "{o:#?}");
+    let c = h.op().counters();
+    assert_eq!((c.get("refresh_token"), c.get("grants_revoked")), (1, 1));
+}
+
+#[test]
+fn a_callback_naming_another_issuer_is_refused() {
+    // The provider advertises RFC 9207 and sends `iss` in the callback; a mix-up changes it.
+    let h = node();
+    let run = h.start_login(h.cli(&["login", "--no-browser"]));
+    let location = run.sign_in(&h);
+    let mut url = url::Url::parse(&location).unwrap();
+    let pairs: Vec<(String, String)> =
+        url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    assert!(pairs.iter().any(|(k, v)| k == "iss" && *v == format!("{}/id", h.instance())), "{location}");
+    url.query_pairs_mut().clear().extend_pairs(
+        pairs.iter().map(|(k, v)| (k.as_str(), if k == "iss" { "https://attacker.example/id" } else { v })),
+    );
+    deliver(url.as_str());
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(4, &["iss"]);
+    assert!(h.stored().is_empty(), "nothing is stored");
+    assert_eq!(h.op().counters().get("authorization_code"), 0, "the code is never sent");
+}
+
+#[test]
+fn a_wrong_client_secret_is_reported_with_what_to_check() {
+    let h = node();
+    let wrong = "wrong-secret-7Fq2Zr";
+    h.secret(wrong);
+    let mut cmd = h.cli(&["login", "--no-browser"]);
+    cmd.env("ERPNET_CLIENT_SECRET", wrong);
+    let run = h.start_login(cmd);
+    run.browse(&h);
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_failure(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
+    assert!(h.stored().is_empty());
+    assert_eq!(h.op().counters().get("token_errors"), 1);
+}
+
+#[test]
+fn a_provider_that_grants_no_refresh_token_gives_a_login_without_one() {
+    // node-oidc-provider's default: `offline_access` without `prompt=consent` is dropped (OpenID Connect
+    // Core §11), so no refresh token. The login still works for the access token's hour; after it, the
+    // CLI says a new login is needed instead of failing obscurely.
+    let h = Harness::node(NodeOpOptions { strict_offline_access: true, ..NodeOpOptions::default() });
+    h.login();
+    assert_eq!(h.refresh_token(), None);
+    let o = h.run(h.store_only(&["status", "--json"]));
+    o.assert_success();
+    let status: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(status["has_refresh_token"], false, "{status}");
+    h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
+    h.set_expires_at(now_unix() - 10);
+    h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
+    assert_eq!(h.op().counters().get("refresh_token"), 0);
+}
+
+#[test]
+fn a_provider_that_does_not_rotate_refresh_tokens_is_followed_too() {
+    let h = Harness::node(NodeOpOptions { no_rotation: true, ..NodeOpOptions::default() });
+    h.login();
+    let rt = h.refresh_token().unwrap();
+    for round in 1..=2 {
+        let at = h.access_token().unwrap();
+        h.op().expire(&at);
+        h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
+        assert_ne!(h.access_token().unwrap(), at);
+        assert_eq!(h.refresh_token().unwrap(), rt, "the refresh token the provider kept is kept");
+        let c = h.op().counters();
+        assert_eq!((c.get("refresh_token"), c.get("invalid_grant")), (round, 0));
+    }
+}
