@@ -32,6 +32,11 @@ pub fn main(args: &[String]) -> ExitCode {
     if !step("headless Chromium for the browser test", browser) {
         return ExitCode::FAILURE;
     }
+    let mut interop = Command::new("bash");
+    interop.arg("scripts/install-interop.sh");
+    if !step("OpenID Connect providers for the CLI's interoperability tests", interop) {
+        return ExitCode::FAILURE;
+    }
     let mut tests = Command::new(cargo());
     tests.args(["test", "--workspace"]);
     if !step("cargo test --workspace", tests) {
