@@ -154,7 +154,8 @@ impl TokenStore for MemoryStore {
 ///
 /// - Written atomically: a temporary file in the same directory is written, fsynced and renamed over the
 ///   store, then the directory is fsynced. A process killed at any moment leaves either the old file or
-///   the new one, never a partial one.
+///   the new one, never a partial one. Temporary files that such a kill leaves behind (they hold tokens)
+///   are removed by a later save once they are ten minutes old.
 /// - Created with mode 0600 (Unix): the file holds a refresh token, as secret as a password.
 /// - Shared between processes: [`TokenStore::lock`] takes an exclusive advisory lock on a separate
 ///   `<file>.lock` (on the blocking pool), so processes sharing the file refresh one at a time and
@@ -258,7 +259,33 @@ impl Paths {
             let _ = fs::remove_file(&temp);
             return Err(self.io("written")(e));
         }
-        self.sync_dir().map_err(self.io("written"))
+        self.sync_dir().map_err(self.io("written"))?;
+        self.remove_stale_temps(&name);
+        Ok(())
+    }
+
+    /// Removes temporary files that a process killed in the middle of a save left behind (they hold tokens).
+    /// Only files older than any save could take are removed, so a concurrent writer is never disturbed.
+    fn remove_stale_temps(&self, name: &str) {
+        const STALE: std::time::Duration = std::time::Duration::from_secs(600);
+        let prefix = format!(".{name}.");
+        let Ok(entries) = fs::read_dir(self.dir()) else { return };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if !(file_name.starts_with(&prefix) && file_name.ends_with(".tmp")) {
+                continue;
+            }
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE);
+            if stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn clear(&self) -> Result<(), StoreError> {
@@ -307,5 +334,39 @@ impl TokenStore for FileStore {
 
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod stale_temp_tests {
+    use super::*;
+    use erpnet_oauth_core::{AccessToken, Scopes};
+
+    #[tokio::test]
+    async fn a_save_removes_stale_temporary_files_and_keeps_fresh_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(dir.path().join("tokens.json"));
+        let stale = dir.path().join(".tokens.json.4242.0.tmp");
+        let fresh = dir.path().join(".tokens.json.4243.0.tmp");
+        let other = dir.path().join(".other.json.4244.0.tmp");
+        for p in [&stale, &fresh, &other] {
+            fs::write(p, b"{}").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for p in [&stale, &other] {
+            File::options().write(true).open(p).unwrap().set_modified(old).unwrap();
+        }
+        let tokens = TokenSet {
+            access_token: AccessToken::new("at"),
+            expires_at: None,
+            refresh_token: None,
+            id_token: None,
+            scopes: Scopes::default(),
+        };
+        store.save(&tokens).await.unwrap();
+        assert!(!stale.exists(), "a stale temporary file of this store is removed");
+        assert!(fresh.exists(), "a fresh one may be another writer's: kept");
+        assert!(other.exists(), "another store's files are not touched");
+        assert_eq!(store.load().await.unwrap(), Some(tokens));
     }
 }

@@ -147,7 +147,8 @@ impl TokenStore for MemoryStore {
 ///
 /// - Written atomically: a temporary file in the same directory is written, fsynced and renamed over the
 ///   store, then the directory is fsynced. A process killed at any moment leaves either the old file or
-///   the new one, never a partial one.
+///   the new one, never a partial one. Temporary files that such a kill leaves behind (they hold tokens)
+///   are removed by a later save once they are ten minutes old.
 /// - Created with mode 0600 (Unix): the file holds a refresh token, as secret as a password.
 /// - Shared between processes: [`TokenStore::lock`] takes an exclusive advisory lock on a separate
 ///   `<file>.lock`, so processes sharing the file refresh one at a time and re-read it first.
