@@ -3,8 +3,10 @@
 # run against (crates/erpnet-oauth-cli/tests/interop.rs), each pinned by a lock file:
 #   - node-oidc-provider (npm; `npm ci` from package-lock.json) in
 #     crates/erpnet-oauth-cli/tests/node-oidc-provider/node_modules
-# Needs Node.js 20 or later with npm (installed from Debian's packages when missing: root or sudo) and the
-# npm registry. The tests install the same on their first run when this script was not run; running it
+#   - django-oauth-toolkit (PyPI; a virtual environment from the pinned requirements.txt) in
+#     crates/erpnet-oauth-cli/tests/django-oauth-toolkit/.venv
+# Needs Node.js 20 or later with npm (installed from Debian's packages when missing: root or sudo), CPython
+# 3.10 or later with its venv module, the npm registry and PyPI. The tests install the same on their first run when this script was not run; running it
 # first makes a failure to install show here, on its own. Installs nothing that is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +34,17 @@ if [ "$installed" = "$pinned" ]; then
 else
     (cd "$op" && npm ci --no-audit --no-fund --loglevel=error)
     echo "node-oidc-provider $pinned installed"
+fi
+
+dot=crates/erpnet-oauth-cli/tests/django-oauth-toolkit
+# The virtual environment keeps a copy of the requirements.txt it was made from: the tests use the same
+# check, and make it anew when the pins change.
+if [ -x "$dot/.venv/bin/python" ] && cmp -s "$dot/requirements.txt" "$dot/.venv/requirements.txt"; then
+    echo "django-oauth-toolkit $("$dot/.venv/bin/python" -c 'import oauth2_provider; print(oauth2_provider.__version__)') is installed"
+else
+    rm -rf "$dot/.venv"
+    python3 -m venv "$dot/.venv"
+    "$dot/.venv/bin/pip" install --disable-pip-version-check --quiet -r "$dot/requirements.txt"
+    cp "$dot/requirements.txt" "$dot/.venv/requirements.txt"
+    echo "django-oauth-toolkit installed: $(grep -i '^django-oauth-toolkit==' "$dot/requirements.txt")"
 fi

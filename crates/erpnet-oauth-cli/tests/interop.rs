@@ -1,23 +1,57 @@
-//! The CLI against a second, independent OpenID Connect provider: node-oidc-provider (OpenID
-//! Certified) serving ERP.net's paths, with a Domain API stand-in (see `tests/node-oidc-provider/`).
-//! Nothing here is the mock's: the provider's login pages, cookies, token formats (opaque access and
-//! refresh tokens), RFC 9207 `iss` in the callback, ID tokens with `at_hash`/`sid`/`auth_time`, its
-//! rotation and revocation rules, its error bodies, and its endpoint paths taken from discovery.
+//! The CLI against independent OpenID Connect providers serving ERP.net's paths, each with a Domain API
+//! stand-in: node-oidc-provider (OpenID Certified, Node.js) and django-oauth-toolkit (on oauthlib,
+//! Python); see `common/external_op.rs`. Every scenario runs against both (the `against!` modules).
+//! Nothing here is the mock's: the providers' login pages, cookies and CSRF tokens, token formats
+//! (opaque access and refresh tokens), RFC 9207 `iss` in the callback, ID tokens with their own claims,
+//! their rotation, reuse-detection and revocation rules, their error bodies, and their endpoint paths
+//! taken from discovery.
 
 mod common;
 
-use common::node_op::NodeOpOptions;
+use common::external_op::{OpOptions, Peer};
 use common::*;
 
 const CUSTOMERS: &str = "/api/domain/odata/Crm_Customers?$top=2";
 
-fn node() -> Harness {
-    Harness::node(NodeOpOptions::default())
+/// Every scenario below, as tests against `$peer`.
+macro_rules! against {
+    ($module:ident, $peer:expr, [$($scenario:ident),* $(,)?]) => {
+        mod $module {
+            use super::Peer;
+            $(
+                #[test]
+                fn $scenario() {
+                    super::$scenario($peer)
+                }
+            )*
+        }
+    };
 }
 
-#[test]
-fn the_seed_story_runs_against_node_oidc_provider() {
-    let h = node();
+macro_rules! scenarios {
+    ($($module:ident => $peer:expr),*) => {$(
+        against!($module, $peer, [
+            the_seed_story_runs,
+            refresh_and_logout_follow_rotation_and_revocation,
+            expired_token_in_many_processes_is_refreshed_once,
+            a_login_revoked_elsewhere_requires_a_new_login,
+            the_public_app_logs_in_with_pkce_alone,
+            endpoints_come_from_discovery_not_from_fixed_paths,
+            a_callback_naming_another_issuer_is_refused,
+            a_wrong_client_secret_is_reported_with_what_to_check,
+            a_provider_that_does_not_rotate_refresh_tokens_is_followed_too,
+        ]);
+    )*};
+}
+
+scenarios!(node_oidc_provider => Peer::Node, django_oauth_toolkit => Peer::Dot);
+
+fn start(peer: Peer) -> Harness {
+    Harness::external(peer, OpOptions::default())
+}
+
+fn the_seed_story_runs(peer: Peer) {
+    let h = start(peer);
     h.login();
     let c = h.op().counters();
     assert_eq!((c.get("logins"), c.get("authorization_code")), (1, 1));
@@ -26,7 +60,7 @@ fn the_seed_story_runs_against_node_oidc_provider() {
     let o = h.run(h.store_only(&["status", "--json"]));
     o.assert_success();
     let status: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    assert_eq!(status["subject"], node_op::SUBJECT);
+    assert_eq!(status["subject"], peer.subject());
     assert_eq!(status["instance"], h.instance());
     assert_eq!(status["client_id"], CLIENT_ID);
     assert_eq!(status["has_refresh_token"], true);
@@ -43,7 +77,7 @@ fn the_seed_story_runs_against_node_oidc_provider() {
     o.assert_success();
     let body: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(body["value"].as_array().unwrap().len(), 2, "{body}");
-    assert_eq!(body["value"][0]["Owner"], node_op::SUBJECT);
+    assert_eq!(body["value"][0]["Owner"], peer.subject());
 
     // The access token ends at the server: the API answers 401, the CLI refreshes once and retries once.
     let rt0 = h.refresh_token().unwrap();
@@ -66,9 +100,8 @@ fn the_seed_story_runs_against_node_oidc_provider() {
     assert!(h.stored().is_empty(), "the rejected tokens are deleted");
 }
 
-#[test]
-fn refresh_and_logout_follow_rotation_and_revocation() {
-    let h = node();
+fn refresh_and_logout_follow_rotation_and_revocation(peer: Peer) {
+    let h = start(peer);
     h.login();
     let rt0 = h.refresh_token().unwrap();
     for round in 1..=3 {
@@ -93,9 +126,8 @@ fn refresh_and_logout_follow_rotation_and_revocation() {
     h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
 }
 
-#[test]
-fn expired_token_in_many_processes_is_refreshed_once_at_the_provider() {
-    let h = node();
+fn expired_token_in_many_processes_is_refreshed_once(peer: Peer) {
+    let h = start(peer);
     h.login();
     let rt0 = h.refresh_token().unwrap();
     h.set_expires_at(now_unix() - 10);
@@ -118,9 +150,8 @@ fn expired_token_in_many_processes_is_refreshed_once_at_the_provider() {
     h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
 }
 
-#[test]
-fn a_login_revoked_elsewhere_requires_a_new_login() {
-    let h = node();
+fn a_login_revoked_elsewhere_requires_a_new_login(peer: Peer) {
+    let h = start(peer);
     h.login();
     // The user's session ends elsewhere (a logout, a password change): the provider revokes the grant.
     h.op().revoke(&h.refresh_token().unwrap());
@@ -132,9 +163,8 @@ fn a_login_revoked_elsewhere_requires_a_new_login() {
     h.run(h.store_only(&["call", "GET", CUSTOMERS])).assert_success();
 }
 
-#[test]
-fn the_public_app_logs_in_with_pkce_alone() {
-    let h = node();
+fn the_public_app_logs_in_with_pkce_alone(peer: Peer) {
+    let h = start(peer);
     h.login_with(h.public_cli(&["login", "--no-browser"]));
     let at0 = h.access_token().unwrap();
     h.op().expire(&at0);
@@ -146,14 +176,19 @@ fn the_public_app_logs_in_with_pkce_alone() {
     assert_ne!(h.access_token().unwrap(), at0);
 }
 
-#[test]
-fn endpoints_come_from_discovery_not_from_fixed_paths() {
-    // node-oidc-provider's own paths (/id/auth, /id/token, /id/token/revocation, ...): only discovery
-    // says where they are.
-    let h = Harness::node(NodeOpOptions { provider_routes: true, ..NodeOpOptions::default() });
-    assert_eq!(h.op().endpoint("token_endpoint"), format!("{}/id/token", h.instance()));
+fn endpoints_come_from_discovery_not_from_fixed_paths(peer: Peer) {
+    // The provider's own paths (node-oidc-provider: /id/auth, /id/token, /id/token/revocation;
+    // django-oauth-toolkit: /id/o/authorize/, /id/o/token/, /id/o/revoke_token/): only discovery says
+    // where they are.
+    let h = Harness::external(peer, OpOptions { provider_routes: true, ..OpOptions::default() });
+    let [authorize, token, revocation] =
+        ["authorization_endpoint", "token_endpoint", "revocation_endpoint"].map(|e| h.op().endpoint(e));
+    for (endpoint, erpnet) in [(&authorize, "authorize"), (&token, "token"), (&revocation, "revocation")] {
+        assert!(endpoint.starts_with(&h.instance()), "{endpoint}");
+        assert_ne!(*endpoint, format!("{}/id/connect/{erpnet}", h.instance()), "not ERP.net's path");
+    }
     let run = h.start_login(h.cli(&["login", "--no-browser"]));
-    assert!(run.authorize_url.starts_with(&format!("{}/id/auth?", h.instance())), "{}", run.authorize_url);
+    assert!(run.authorize_url.starts_with(&format!("{authorize}?")), "{}", run.authorize_url);
     assert!(run.browse(&h).contains("Login received"));
     let o = run.finish();
     h.check_streams(&o, true);
@@ -161,18 +196,17 @@ fn endpoints_come_from_discovery_not_from_fixed_paths() {
     h.op().expire(&h.access_token().unwrap());
     let o = h.run(h.store_only(&["--verbose", "call", "GET", CUSTOMERS]));
     o.assert_success();
-    assert!(o.stderr.contains(&format!("uri={}/id/token status=200", h.instance())), "{o:#?}");
+    assert!(o.stderr.contains(&format!("uri={token} status=200")), "{o:#?}");
     let o = h.run(h.store_only(&["--verbose", "logout"]));
     o.assert_success();
-    assert!(o.stderr.contains(&format!("uri={}/id/token/revocation status=200", h.instance())), "{o:#?}");
+    assert!(o.stderr.contains(&format!("uri={revocation} status=200")), "{o:#?}");
     let c = h.op().counters();
     assert_eq!((c.get("refresh_token"), c.get("grants_revoked")), (1, 1));
 }
 
-#[test]
-fn a_callback_naming_another_issuer_is_refused() {
+fn a_callback_naming_another_issuer_is_refused(peer: Peer) {
     // The provider advertises RFC 9207 and sends `iss` in the callback; a mix-up changes it.
-    let h = node();
+    let h = start(peer);
     let run = h.start_login(h.cli(&["login", "--no-browser"]));
     let location = run.sign_in(&h);
     let mut url = url::Url::parse(&location).unwrap();
@@ -190,9 +224,8 @@ fn a_callback_naming_another_issuer_is_refused() {
     assert_eq!(h.op().counters().get("authorization_code"), 0, "the code is never sent");
 }
 
-#[test]
-fn a_wrong_client_secret_is_reported_with_what_to_check() {
-    let h = node();
+fn a_wrong_client_secret_is_reported_with_what_to_check(peer: Peer) {
+    let h = start(peer);
     let wrong = "wrong-secret-7Fq2Zr";
     h.secret(wrong);
     let mut cmd = h.cli(&["login", "--no-browser"]);
@@ -207,11 +240,11 @@ fn a_wrong_client_secret_is_reported_with_what_to_check() {
 }
 
 #[test]
-fn a_provider_that_grants_no_refresh_token_gives_a_login_without_one() {
+fn node_oidc_provider_granting_no_refresh_token_gives_a_login_without_one() {
     // node-oidc-provider's default: `offline_access` without `prompt=consent` is dropped (OpenID Connect
     // Core §11), so no refresh token. The login still works for the access token's hour; after it, the
     // CLI says a new login is needed instead of failing obscurely.
-    let h = Harness::node(NodeOpOptions { strict_offline_access: true, ..NodeOpOptions::default() });
+    let h = Harness::external(Peer::Node, OpOptions { strict_offline_access: true, ..OpOptions::default() });
     h.login();
     assert_eq!(h.refresh_token(), None);
     let o = h.run(h.store_only(&["status", "--json"]));
@@ -224,9 +257,8 @@ fn a_provider_that_grants_no_refresh_token_gives_a_login_without_one() {
     assert_eq!(h.op().counters().get("refresh_token"), 0);
 }
 
-#[test]
-fn a_provider_that_does_not_rotate_refresh_tokens_is_followed_too() {
-    let h = Harness::node(NodeOpOptions { no_rotation: true, ..NodeOpOptions::default() });
+fn a_provider_that_does_not_rotate_refresh_tokens_is_followed_too(peer: Peer) {
+    let h = Harness::external(peer, OpOptions { no_rotation: true, ..OpOptions::default() });
     h.login();
     let rt = h.refresh_token().unwrap();
     for round in 1..=2 {

@@ -1,5 +1,6 @@
 //! Helpers for the integration tests of the `erpnet-oauth` binary: a mock ERP.net (or, for the
-//! interoperability tests, node-oidc-provider serving ERP.net's paths: [`node_op`]) on an OS-chosen
+//! interoperability tests, independent OpenID Connect providers serving ERP.net's paths: [`external_op`])
+//! on an OS-chosen
 //! loopback port whose trusted applications allow the test's own loopback redirect URI, a store
 //! directory per test, the built binary run as a child process, and a "browser" that fills in the
 //! server's login form for `login --no-browser`.
@@ -8,9 +9,9 @@
 //! (the tokens are read from the store after every run, so every token the CLI ever held is looked for).
 #![allow(dead_code)]
 
-pub mod node_op;
+pub mod external_op;
 
-use node_op::{NodeOp, NodeOpOptions};
+use external_op::{ExternalOp, OpOptions, Peer};
 
 use erpnet_oauth_mock::{
     DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_PUBLIC_CLIENT_ID, DEMO_USER, LOGIN_PATH,
@@ -189,8 +190,8 @@ pub fn tokens_in(path: &Path) -> Vec<String> {
 pub enum Server {
     /// The project's mock ERP.net (in this process).
     Mock(MockErpNet),
-    /// node-oidc-provider serving ERP.net's paths (a child process).
-    Node(NodeOp),
+    /// An independent provider serving ERP.net's paths (a child process).
+    External(ExternalOp),
 }
 
 /// One test's world: an identity server, a redirect URI on a free port that its apps allow, a temporary
@@ -231,12 +232,13 @@ impl Harness {
         Self::around(Server::Mock(mock), port, redirect_uri)
     }
 
-    /// node-oidc-provider (see [`node_op`]) with the same two apps, allowing this test's redirect URI.
-    pub fn node(options: NodeOpOptions) -> Harness {
+    /// An independent provider (see [`external_op`]) with the same two apps, allowing this test's
+    /// redirect URI.
+    pub fn external(peer: Peer, options: OpOptions) -> Harness {
         let port = free_port();
         let redirect_uri = format!("http://127.0.0.1:{port}/signin-callback");
-        let op = NodeOp::start(&[redirect_uri.as_str()], options);
-        Self::around(Server::Node(op), port, redirect_uri)
+        let op = ExternalOp::start(peer, &[redirect_uri.as_str()], options);
+        Self::around(Server::External(op), port, redirect_uri)
     }
 
     fn around(server: Server, port: u16, redirect_uri: String) -> Harness {
@@ -253,22 +255,22 @@ impl Harness {
     pub fn mock(&self) -> &MockErpNet {
         match &self.server {
             Server::Mock(mock) => mock,
-            Server::Node(_) => panic!("this test runs against node-oidc-provider, not the mock"),
+            Server::External(op) => panic!("this test runs against {}, not the mock", op.peer().name()),
         }
     }
 
-    /// node-oidc-provider (the interoperability tests' harness).
-    pub fn op(&self) -> &NodeOp {
+    /// The independent provider (the interoperability tests' harness).
+    pub fn op(&self) -> &ExternalOp {
         match &self.server {
-            Server::Node(op) => op,
-            Server::Mock(_) => panic!("this test runs against the mock, not node-oidc-provider"),
+            Server::External(op) => op,
+            Server::Mock(_) => panic!("this test runs against the mock, not an independent provider"),
         }
     }
 
     pub fn instance(&self) -> String {
         match &self.server {
             Server::Mock(mock) => mock.base_url(),
-            Server::Node(op) => op.base_url().to_owned(),
+            Server::External(op) => op.base_url().to_owned(),
         }
     }
 
@@ -276,7 +278,7 @@ impl Harness {
     pub fn subject(&self) -> &'static str {
         match &self.server {
             Server::Mock(_) => DEMO_USER,
-            Server::Node(_) => node_op::SUBJECT,
+            Server::External(op) => op.peer().subject(),
         }
     }
 
@@ -498,7 +500,7 @@ impl LoginRun {
     pub fn sign_in(&self, h: &Harness) -> String {
         match &h.server {
             Server::Mock(_) => browser_login(h, &self.authorize_url),
-            Server::Node(op) => {
+            Server::External(op) => {
                 let location = op.browser_login(&self.authorize_url);
                 if let Some((_, code)) =
                     url::Url::parse(&location).unwrap().query_pairs().find(|(k, _)| k == "code")
