@@ -82,6 +82,18 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
         discovery: discovered.map(|(_, raw)| raw),
     };
     settings::write_profile(settings, &saved)?;
+    if login.tokens.refresh_token.is_none() {
+        // Without a refresh token the login lasts as long as this access token: say so now, not in an hour.
+        let why = if settings.scope.split_whitespace().any(|s| s == "offline_access") {
+            "offline_access was asked for but not granted"
+        } else {
+            "add offline_access to --scope to get one"
+        };
+        eprintln!(
+            "warning: the server issued no refresh token ({why}): when the access token expires, run \
+             `erpnet-oauth login` again"
+        );
+    }
     let subject = login.claims.as_ref().map(|c| c.sub.clone()).unwrap_or_else(|| "(no ID token)".to_owned());
     eprintln!("Logged in as {subject}");
     Ok(())

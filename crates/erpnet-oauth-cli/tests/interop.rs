@@ -131,16 +131,9 @@ fn expired_token_in_many_processes_is_refreshed_once(peer: Peer) {
     h.login();
     let rt0 = h.refresh_token().unwrap();
     h.set_expires_at(now_unix() - 10);
-    let children: Vec<_> = (0..6)
-        .map(|_| {
-            let cmd = h.store_only(&["token"]);
-            std::thread::spawn(move || run(cmd))
-        })
-        .collect();
-    let outputs: Vec<Outcome> = children.into_iter().map(|c| c.join().unwrap()).collect();
+    let outcomes = h.run_at_once(6, &["token"]);
     let at = h.access_token().unwrap();
-    for o in &outputs {
-        h.check_streams(o, false);
+    for o in &outcomes {
         o.assert_success();
         assert_eq!(o.stdout, format!("{at}\n"), "every process prints the one new token");
     }
@@ -226,16 +219,7 @@ fn a_callback_naming_another_issuer_is_refused(peer: Peer) {
 
 fn a_wrong_client_secret_is_reported_with_what_to_check(peer: Peer) {
     let h = start(peer);
-    let wrong = "wrong-secret-7Fq2Zr";
-    h.secret(wrong);
-    let mut cmd = h.cli(&["login", "--no-browser"]);
-    cmd.env("ERPNET_CLIENT_SECRET", wrong);
-    let run = h.start_login(cmd);
-    run.browse(&h);
-    let o = run.finish();
-    h.check_streams(&o, true);
-    o.assert_failure(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
-    assert!(h.stored().is_empty());
+    h.login_with_a_wrong_secret();
     assert_eq!(h.op().counters().get("token_errors"), 1);
 }
 
@@ -245,8 +229,14 @@ fn node_oidc_provider_granting_no_refresh_token_gives_a_login_without_one() {
     // Core §11), so no refresh token. The login still works for the access token's hour; after it, the
     // CLI says a new login is needed instead of failing obscurely.
     let h = Harness::external(Peer::Node, OpOptions { strict_offline_access: true, ..OpOptions::default() });
-    h.login();
+    let o = h.login();
     assert_eq!(h.refresh_token(), None);
+    assert!(
+        o.stderr.contains(
+            "warning: the server issued no refresh token (offline_access was asked for but not granted)"
+        ),
+        "the login says at once that it will not last: {o:#?}"
+    );
     let o = h.run(h.store_only(&["status", "--json"]));
     o.assert_success();
     let status: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();

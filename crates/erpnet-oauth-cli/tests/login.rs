@@ -107,16 +107,7 @@ fn no_callback_within_the_wait_is_login_required() {
 #[test]
 fn wrong_client_secret_fails_the_code_exchange() {
     let h = Harness::new();
-    let wrong = "wrong-secret-Zq8Xw2";
-    h.secret(wrong);
-    let mut cmd = h.cli(&["login", "--no-browser"]);
-    cmd.env("ERPNET_CLIENT_SECRET", wrong);
-    let run = h.start_login(cmd);
-    run.browse(&h);
-    let o = run.finish();
-    h.check_streams(&o, true);
-    o.assert_failure(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
-    assert!(!h.token_file().exists());
+    h.login_with_a_wrong_secret();
     assert_eq!(h.mock().counters().invalid_client_errors, 1);
 }
 

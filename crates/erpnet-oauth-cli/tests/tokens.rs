@@ -59,16 +59,9 @@ fn expired_token_in_many_token_processes_is_refreshed_once() {
     let h = Harness::new();
     h.login();
     h.set_expires_at(now_unix() - 10);
-    let children: Vec<_> = (0..6)
-        .map(|_| {
-            let cmd = h.store_only(&["token"]);
-            std::thread::spawn(move || run(cmd))
-        })
-        .collect();
-    let outcomes: Vec<Outcome> = children.into_iter().map(|c| c.join().unwrap()).collect();
+    let outcomes = h.run_at_once(6, &["token"]);
     let at = h.access_token().unwrap();
     for o in &outcomes {
-        h.check_streams(o, false);
         o.assert_success();
         assert_eq!(o.stdout, format!("{at}\n"), "every process prints the one renewed token");
     }
@@ -79,8 +72,15 @@ fn expired_token_in_many_token_processes_is_refreshed_once() {
 #[test]
 fn expired_token_without_a_refresh_token_requires_login() {
     let h = Harness::new();
-    h.login_with(h.cli(&["--scope", "openid profile DomainApi", "login", "--no-browser"]));
+    let o = h.login_with(h.cli(&["--scope", "openid profile DomainApi", "login", "--no-browser"]));
     assert!(h.refresh_token().is_none(), "no offline_access, no refresh token");
+    assert!(
+        o.stderr.contains(
+            "warning: the server issued no refresh token (add offline_access to --scope to get one): when the \
+             access token expires, run `erpnet-oauth login` again"
+        ),
+        "{o:#?}"
+    );
     let s = h.run(h.store_only(&["status", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
     assert_eq!(v["has_refresh_token"], false);
@@ -284,15 +284,7 @@ fn expired_token_in_many_processes_is_refreshed_once() {
     // The mock's clock moves past the token's lifetime: each process still thinks its token is good,
     // gets a 401, and the processes must renew once between them.
     h.mock().advance_clock(Duration::from_secs(3601));
-    let children: Vec<_> = (0..6)
-        .map(|_| {
-            let cmd = h.store_only(&["call", "GET", "/api/domain/odata/Crm_Customers?$top=2"]);
-            std::thread::spawn(move || run(cmd))
-        })
-        .collect();
-    for child in children {
-        let o = child.join().unwrap();
-        h.check_streams(&o, true);
+    for o in h.run_at_once(6, &["call", "GET", "/api/domain/odata/Crm_Customers?$top=2"]) {
         o.assert_success();
         let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
         assert_eq!(json["value"].as_array().map(Vec::len), Some(2));
@@ -307,15 +299,7 @@ fn expired_token_in_many_processes_is_refreshed_once() {
 fn forced_refresh_in_many_processes_never_reuses_a_refresh_token() {
     let h = Harness::new();
     h.login();
-    let children: Vec<_> = (0..6)
-        .map(|_| {
-            let cmd = h.store_only(&["refresh"]);
-            std::thread::spawn(move || run(cmd))
-        })
-        .collect();
-    for child in children {
-        let o = child.join().unwrap();
-        h.check_streams(&o, true);
+    for o in h.run_at_once(6, &["refresh"]) {
         o.assert_success();
     }
     let c = h.mock().counters();

@@ -415,6 +415,39 @@ impl Harness {
         }
     }
 
+    /// Runs `n` processes of `store_only(args)` at once; returns their outcomes once all have ended,
+    /// each checked for leaks (stdout too unless `args` is `token`, whose stdout is the token).
+    pub fn run_at_once(&self, n: usize, args: &[&str]) -> Vec<Outcome> {
+        let children: Vec<_> = (0..n)
+            .map(|_| {
+                let cmd = self.store_only(args);
+                std::thread::spawn(move || run(cmd))
+            })
+            .collect();
+        let outcomes: Vec<Outcome> = children.into_iter().map(|c| c.join().unwrap()).collect();
+        for o in &outcomes {
+            self.check_streams(o, args != ["token"]);
+        }
+        outcomes
+    }
+
+    /// A login of the confidential app with a wrong client secret: the browser part succeeds, the code
+    /// exchange is refused. Asserts exit 4 with a line naming `invalid_client` and where the secret comes
+    /// from, and that nothing was stored.
+    pub fn login_with_a_wrong_secret(&self) -> Outcome {
+        let wrong = "wrong-secret-Zq8Xw2";
+        self.secret(wrong);
+        let mut cmd = self.cli(&["login", "--no-browser"]);
+        cmd.env("ERPNET_CLIENT_SECRET", wrong);
+        let run = self.start_login(cmd);
+        run.browse(self);
+        let o = run.finish();
+        self.check_streams(&o, true);
+        o.assert_failure(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
+        assert!(self.stored().is_empty(), "nothing is stored");
+        o
+    }
+
     /// Starts `login --no-browser` with `cmd` (which must already hold the login's flags) and waits
     /// for the authorize URL on stderr.
     pub fn start_login(&self, cmd: Command) -> LoginRun {
