@@ -28,6 +28,8 @@
 //! - Logout: RFC 7009 revocation ([`ClientConfig::revocation_request`], [`parse_revocation_response`]) and
 //!   the end-session URL ([`ClientConfig::end_session_url`]); ERP.net reference tokens (`enrt_...`) as a
 //!   static bearer credential ([`ReferenceToken::authorize`]).
+//! - What the adapters' token stores share: the store file format ([`TokenSet::to_store_file`]), the
+//!   error a store reports ([`StoreError`]) and the cross-process lock it hands out ([`StoreLock`]).
 //!
 //! # Out of scope
 //! - Sending anything, storing anything, waiting for anything: the adapters do that.
@@ -108,6 +110,7 @@ pub mod random;
 pub mod revocation;
 pub mod scope;
 pub mod secret;
+pub mod store;
 pub mod token;
 pub mod transport;
 pub mod userinfo;
@@ -135,6 +138,7 @@ pub use scope::Scopes;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,
 };
+pub use store::{StoreError, StoreLock};
 pub use token::{Grant, StoreFormatError, TokenError, TokenSet, parse_token_response};
 pub use transport::HttpOptions;
 pub use userinfo::{InvalidBearer, UserInfo, UserInfoError, parse_userinfo_response};
