@@ -20,6 +20,7 @@
 //   /_test/counters                               GET: what happened, as JSON
 //   /_test/expire                                 POST (body: an access token): ends that access token
 //                                                 only, as its expiry would, leaving the grant alive
+// OP_DEBUG=1 in the environment logs each login interaction's prompt and parameters on stderr.
 // With `--routes provider`, node-oidc-provider's own paths (/id/auth, /id/token, /id/me, ...): a client
 // that follows discovery works the same; one that hard-codes ERP.net's paths does not.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
