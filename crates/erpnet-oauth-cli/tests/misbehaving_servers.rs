@@ -1,6 +1,8 @@
 //! The built binary against servers that misbehave the ways `../shared/CONFORMANCE.md` lists, one row per
 //! misbehaviour, named by its catalogue id. The mock answers normally (a real login first), then its
-//! interceptor answers the endpoint under test with the scripted response. Each row checks the exit code,
+//! interceptor answers the endpoint under test with the scripted response (ID tokens signed with the
+//! mock's own key, [`erpnet_oauth_mock::MockErpNet::sign_jwt`], so that only the claim under test is
+//! wrong). Each row checks the exit code,
 //! the one error line, and what became of the stored tokens: kept untouched on a server's fault, replaced
 //! on a success, deleted only on `invalid_grant`.
 //!
@@ -391,4 +393,154 @@ fn b_callbacks_that_break_the_rules_are_refused_before_any_token_request() {
         assert!(!h.token_file().exists(), "{id}");
         assert_eq!(h.mock().counters().token_requests, 0, "{id}: nothing is sent to the token endpoint");
     }
+}
+
+/// The claims of a correct ID token for the login whose authorize URL is `authorize_url`.
+fn good_claims(h: &Harness, authorize_url: &str) -> serde_json::Value {
+    let nonce = query_of(authorize_url).into_iter().find(|(k, _)| k == "nonce").map(|(_, v)| v).unwrap();
+    let now = now_unix();
+    serde_json::json!({
+        "iss": h.mock().issuer(), "aud": CLIENT_ID, "sub": "admin", "nonce": nonce,
+        "iat": now, "nbf": now, "exp": now + 300, "auth_time": now,
+    })
+}
+
+/// A token response carrying `id_token` (and no `at_hash` to match).
+fn with_id_token(id_token: &str) -> http::Response<Vec<u8>> {
+    json(
+        200,
+        &serde_json::json!({
+            "access_token": "AT-crafted-1", "token_type": "Bearer", "expires_in": 3600,
+            "refresh_token": "RT-crafted-1", "scope": "openid profile offline_access DomainApi",
+            "id_token": id_token,
+        })
+        .to_string(),
+    )
+}
+
+/// How a row spoils a correct ID token.
+enum Spoil {
+    /// Nothing: the control row, which must log in.
+    None,
+    /// Edit the claims, then sign.
+    Claims(fn(&mut serde_json::Value)),
+    /// Sign with the mock's key under another `kid`.
+    Kid(&'static str),
+    /// Sign, then put another token's signature on it.
+    Signature,
+    /// `alg: none`, no signature.
+    Unsigned,
+}
+
+fn set(claims: &mut serde_json::Value, name: &str, value: serde_json::Value) {
+    claims.as_object_mut().unwrap().insert(name.to_owned(), value);
+}
+
+fn remove(claims: &mut serde_json::Value, name: &str) {
+    claims.as_object_mut().unwrap().remove(name);
+}
+
+#[test]
+fn d_id_tokens_that_fail_validation_refuse_the_login_and_store_nothing() {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let rows: [(&str, Spoil, &[&str]); 14] = [
+        ("control: a correct ID token", Spoil::None, &[]),
+        ("D1 a signature that is not the token's", Spoil::Signature, &["signature"]),
+        ("D2 alg none", Spoil::Unsigned, &["none"]),
+        (
+            "D3 another issuer",
+            Spoil::Claims(|c| set(c, "iss", "https://attacker.example/id".into())),
+            &["iss"],
+        ),
+        ("D3 another audience", Spoil::Claims(|c| set(c, "aud", "another.app".into())), &["aud"]),
+        (
+            "D3 several audiences without azp",
+            Spoil::Claims(|c| set(c, "aud", serde_json::json!([CLIENT_ID, "another.app"]))),
+            &["azp"],
+        ),
+        (
+            "D3 azp naming another client",
+            Spoil::Claims(|c| {
+                set(c, "aud", serde_json::json!([CLIENT_ID, "another.app"]));
+                set(c, "azp", "another.app".into());
+            }),
+            &["azp"],
+        ),
+        ("D4 no sub", Spoil::Claims(|c| remove(c, "sub")), &["sub"]),
+        ("D4 no exp", Spoil::Claims(|c| remove(c, "exp")), &["exp"]),
+        ("D4 no iat", Spoil::Claims(|c| remove(c, "iat")), &["iat"]),
+        (
+            "D4 expired beyond the skew",
+            Spoil::Claims(|c| set(c, "exp", (now_unix() - 600).into())),
+            &["expired"],
+        ),
+        ("D5 another nonce", Spoil::Claims(|c| set(c, "nonce", "not-this-login".into())), &["nonce"]),
+        ("D5 no nonce", Spoil::Claims(|c| remove(c, "nonce")), &["nonce"]),
+        ("D7 an unknown kid", Spoil::Kid("unknown-kid-1"), &["kid"]),
+    ];
+    for (id, spoil, says) in rows {
+        let h = Harness::new();
+        let run = h.start_login(h.cli(&["login", "--no-browser"]));
+        let mut claims = good_claims(&h, &run.authorize_url);
+        let mock = h.mock();
+        let id_token = match spoil {
+            Spoil::None => mock.sign_jwt(&claims, None).unwrap(),
+            Spoil::Claims(edit) => {
+                edit(&mut claims);
+                mock.sign_jwt(&claims, None).unwrap()
+            }
+            Spoil::Kid(kid) => mock.sign_jwt(&claims, Some(kid)).unwrap(),
+            Spoil::Signature => {
+                let token = mock.sign_jwt(&claims, None).unwrap();
+                set(&mut claims, "sub", "someone-else".into());
+                let other = mock.sign_jwt(&claims, None).unwrap();
+                let (signed, _) = token.rsplit_once('.').unwrap();
+                format!("{signed}.{}", other.rsplit_once('.').unwrap().1)
+            }
+            Spoil::Unsigned => {
+                let header = b64(br#"{"alg":"none","typ":"JWT"}"#);
+                format!("{header}.{}.", b64(claims.to_string().as_bytes()))
+            }
+        };
+        h.secret(&id_token);
+        let jwks_before = mock.counters().jwks_fetches;
+        script(&h, TOKEN_PATH, 1, move || with_id_token(&id_token));
+        run.browse(&h);
+        let o = run.finish();
+        h.check_streams(&o, true);
+        if says.is_empty() {
+            // The control row: the crafted token is right in every claim, so the login succeeds.
+            o.assert_success();
+            assert_eq!(h.access_token().as_deref(), Some("AT-crafted-1"), "{id}");
+        } else {
+            o.assert_failure(4, says);
+            assert!(o.error_line().contains("ID token"), "{id}: {}", o.error_line());
+            assert!(!h.token_file().exists(), "{id}: nothing is stored");
+        }
+        if id.starts_with("D7") {
+            // The keys were fetched for this very login (each `login` is a new process with no cached
+            // keys), so the unknown kid gets no second fetch within the refetch interval (60 s): the answer
+            // would be the same document. The refetch after a key rotation is the adapters' test
+            // (`a_login_succeeds_across_a_rotation_of_the_signing_key`) and case D7's.
+            assert_eq!(mock.counters().jwks_fetches - jwks_before, 1, "{id}: the JWKS fetched once");
+        }
+    }
+}
+
+#[test]
+fn e4_a_refreshed_id_token_for_another_subject_is_refused_and_the_tokens_are_kept() {
+    let h = Harness::new();
+    h.login();
+    let before = std::fs::read(h.token_file()).unwrap();
+    let now = now_unix();
+    let claims = serde_json::json!({
+        "iss": h.mock().issuer(), "aud": CLIENT_ID, "sub": "someone-else", "iat": now, "exp": now + 300,
+    });
+    let id_token = h.mock().sign_jwt(&claims, None).unwrap();
+    h.secret(&id_token);
+    script(&h, TOKEN_PATH, 1, move || with_id_token(&id_token));
+    let o = h.run(h.store_only(&["refresh"]));
+    o.assert_only_error(4, &["sub"]);
+    assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "the tokens are kept");
 }

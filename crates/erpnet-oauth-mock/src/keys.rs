@@ -71,7 +71,12 @@ impl SigningKey {
 
     /// An RS256 JWS in compact form, with `kid` and the given `typ` in the header.
     pub(crate) fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> io::Result<String> {
-        let header = serde_json::json!({ "alg": "RS256", "kid": self.kid, "typ": typ });
+        self.sign_jwt_as(&self.kid, typ, claims)
+    }
+
+    /// [`Self::sign_jwt`] with another `kid` in the header (the signature is still this key's).
+    pub(crate) fn sign_jwt_as(&self, kid: &str, typ: &str, claims: &serde_json::Value) -> io::Result<String> {
+        let header = serde_json::json!({ "alg": "RS256", "kid": kid, "typ": typ });
         let mut out = String::with_capacity(1024);
         out.push_str(&URL_SAFE_NO_PAD.encode(header.to_string()));
         out.push('.');

@@ -367,6 +367,19 @@ impl MockErpNet {
         self.shared.signing_key().kid.clone()
     }
 
+    /// A JWT with `claims`, signed RS256 with the current signing key (header `alg`, `kid` and `typ: JWT`),
+    /// as the mock signs its ID tokens: for tests that script a misbehaving ID token (another issuer or
+    /// audience, a stale `exp`, a foreign nonce) through [`Self::set_interceptor`], signed so that only
+    /// the claim under test is wrong. `kid` replaces the key id in the header (an unknown `kid`, catalogue
+    /// D7) without changing the key that signs.
+    pub fn sign_jwt(&self, claims: &serde_json::Value, kid: Option<&str>) -> io::Result<String> {
+        let key = self.shared.signing_key();
+        match kid {
+            None => key.sign_jwt("JWT", claims),
+            Some(kid) => key.sign_jwt_as(kid, "JWT", claims),
+        }
+    }
+
     /// Stops the server (as dropping does).
     pub fn stop(self) {}
 
