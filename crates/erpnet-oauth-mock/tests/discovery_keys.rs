@@ -191,3 +191,21 @@ fn clock_modes() {
     assert!(system.addr().ip().is_loopback());
     assert_eq!(system.base_url(), format!("http://{}", system.addr()));
 }
+
+#[test]
+fn sign_jwt_signs_a_tests_claims_with_the_published_key() {
+    let agent = agent();
+    let mock = start();
+    let claims = serde_json::json!({ "iss": mock.issuer(), "sub": "someone", "exp": 1 });
+    let token = mock.sign_jwt(&claims, None).unwrap();
+    assert_eq!(jwt_header(&token)["kid"], mock.signing_kid().as_str());
+    assert_eq!(jwt_header(&token)["alg"], "RS256");
+    assert_eq!(jwt_claims(&token), claims, "the claims exactly as given");
+    let set = jwks(&agent, &mock);
+    assert!(verify(&token, &set), "verifies against the JWKS");
+    // Another kid in the header, the same key signing: a relying party finds no key for it.
+    let other = mock.sign_jwt(&claims, Some("not-published")).unwrap();
+    assert_eq!(jwt_header(&other)["kid"], "not-published");
+    assert!(!set["keys"].as_array().unwrap().iter().any(|k| k["kid"] == "not-published"));
+    assert_eq!(other.rsplit_once('.').unwrap().1.len(), token.rsplit_once('.').unwrap().1.len());
+}
