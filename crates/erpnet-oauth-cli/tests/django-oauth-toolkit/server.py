@@ -481,29 +481,23 @@ def test_expire(request):
 # ------------------------------------------------------------------------------------------------
 # URLs. DOT's views find each other by name in the `oauth2_provider` namespace.
 
-if ROUTES == "erpnet":
-    oauth_patterns = [
-        re_path(r"^\.well-known/openid-configuration$", DiscoveryView.as_view(), name="oidc-connect-discovery-info"),
-        path(".well-known/openid-configuration/jwks", dot_views.JwksInfoView.as_view(), name="jwks-info"),
-        path("connect/authorize", dot_views.AuthorizationView.as_view(), name="authorize"),
-        path("connect/token", token_view, name="token"),
-        path("connect/userinfo", dot_views.UserInfoView.as_view(), name="user-info"),
-        path("connect/revocation", revoke_view, name="revoke-token"),
-        path("connect/introspect", dot_views.IntrospectTokenView.as_view(), name="introspect"),
-        path("connect/endsession", dot_views.RPInitiatedLogoutView.as_view(), name="rp-initiated-logout"),
-    ]
-else:
-    # DOT's own paths (oauth2_provider.urls), mounted at /id/o/; discovery where the issuer says.
-    oauth_patterns = [
-        re_path(r"^\.well-known/openid-configuration$", DiscoveryView.as_view(), name="oidc-connect-discovery-info"),
-        path("o/.well-known/jwks.json", dot_views.JwksInfoView.as_view(), name="jwks-info"),
-        path("o/authorize/", dot_views.AuthorizationView.as_view(), name="authorize"),
-        path("o/token/", token_view, name="token"),
-        path("o/userinfo/", dot_views.UserInfoView.as_view(), name="user-info"),
-        path("o/revoke_token/", revoke_view, name="revoke-token"),
-        path("o/introspect/", dot_views.IntrospectTokenView.as_view(), name="introspect"),
-        path("o/logout/", dot_views.RPInitiatedLogoutView.as_view(), name="rp-initiated-logout"),
-    ]
+# (the view's name, the view, its path with `--routes erpnet`, its path with `--routes provider`: DOT's own
+# paths of oauth2_provider.urls, mounted at /id/o/). Discovery stays where the issuer says.
+ENDPOINTS = [
+    ("jwks-info", dot_views.JwksInfoView.as_view(), ".well-known/openid-configuration/jwks", "o/.well-known/jwks.json"),
+    ("authorize", dot_views.AuthorizationView.as_view(), "connect/authorize", "o/authorize/"),
+    ("token", token_view, "connect/token", "o/token/"),
+    ("user-info", dot_views.UserInfoView.as_view(), "connect/userinfo", "o/userinfo/"),
+    ("revoke-token", revoke_view, "connect/revocation", "o/revoke_token/"),
+    ("introspect", dot_views.IntrospectTokenView.as_view(), "connect/introspect", "o/introspect/"),
+    ("rp-initiated-logout", dot_views.RPInitiatedLogoutView.as_view(), "connect/endsession", "o/logout/"),
+]
+oauth_patterns = [
+    re_path(r"^\.well-known/openid-configuration$", DiscoveryView.as_view(), name="oidc-connect-discovery-info")
+] + [
+    path(erpnet if ROUTES == "erpnet" else provider, view, name=name)
+    for name, view, erpnet, provider in ENDPOINTS
+]
 
 urlpatterns = [
     path("id/account/login/", login_view),
