@@ -27,6 +27,7 @@ pub enum Peer {
     /// django-oauth-toolkit 3 (Python).
     Dot,
 }
+
 /// The user the browser signs in as.
 pub const USERNAME: &str = "admin";
 pub const PASSWORD: &str = "admin-password";
