@@ -26,13 +26,12 @@ async fn run_epochs(
     let end_of = move |epoch: u64| (epoch + 1) * calls / epochs;
     let (gate, _) = watch::channel(0u64);
     let gate = Arc::new(gate);
-    let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let (all_done_tx, mut all_done) = watch::channel(0u64);
     let all_done_tx = Arc::new(all_done_tx);
     let workers: Vec<_> = (0..tasks)
         .map(|_| {
-            let (session, done, failed) = (session.clone(), done.clone(), failed.clone());
+            let (session, failed) = (session.clone(), failed.clone());
             let mut epoch = gate.subscribe();
             let all_done_tx = all_done_tx.clone();
             tokio::spawn(async move {
@@ -49,14 +48,20 @@ async fn run_epochs(
                             failed.fetch_add(1, Ordering::SeqCst);
                         }
                     }
-                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                    all_done_tx.send_replace(n);
+                    // Counted inside the channel's lock: a count computed outside it and sent afterwards
+                    // could arrive after a larger one and leave the total short (the main task would then
+                    // wait forever for the last call of an epoch).
+                    all_done_tx.send_modify(|n| *n += 1);
                 }
             })
         })
         .collect();
     for epoch in 0..epochs {
-        all_done.wait_for(|n| *n >= tasks * end_of(epoch)).await.expect("the workers report");
+        let all = all_done.wait_for(|n| *n >= tasks * end_of(epoch));
+        tokio::time::timeout(Duration::from_secs(120), all)
+            .await
+            .expect("every call of the epoch ends (no lost wake-up, no hang)")
+            .expect("the workers report");
         check(epoch);
         if epoch + 1 < epochs {
             mock.advance_clock(Duration::from_secs(3600));
