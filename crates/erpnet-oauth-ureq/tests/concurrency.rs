@@ -53,7 +53,16 @@ fn run_epochs(
         })
         .collect();
     for epoch in 0..epochs {
+        // Bounded, so that a lost wake-up (a thread waiting forever for a renewal) fails the test instead
+        // of hanging the run.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while done.load(Ordering::SeqCst) < threads * end_of(epoch) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "epoch {epoch}: {} of {} calls ended within 120 s",
+                done.load(Ordering::SeqCst),
+                threads * end_of(epoch)
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         check(epoch);
