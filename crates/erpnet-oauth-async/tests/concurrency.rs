@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use erpnet_oauth_async::{ClientConfig, ClientSecret, Session};
-use erpnet_oauth_mock::{DEMO_CLIENT_SECRET, DEMO_SERVICE_CLIENT_ID, MockErpNet};
+use erpnet_oauth_async::Session;
+use erpnet_oauth_mock::MockErpNet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -127,16 +127,7 @@ async fn sixty_four_tasks_on_the_system_clock_refresh_on_401_once_per_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_credentials_single_flight() {
     let mock = mock().await;
-    let client = ClientConfig::builder(&mock.base_url(), DEMO_SERVICE_CLIENT_ID)
-        .client_secret(ClientSecret::new(DEMO_CLIENT_SECRET))
-        .build()
-        .unwrap();
-    let session = Session::builder(client)
-        .client_credentials("DomainApi")
-        .clock(mock_clock(&mock))
-        .build()
-        .await
-        .unwrap();
+    let session = service_session(&mock).await;
     let failed = run_epochs(&mock, &session, 16, 40, 3, |epoch| {
         let c = mock.counters();
         assert_eq!(c.client_credentials_grants, epoch + 1, "a new token per expiry, once");

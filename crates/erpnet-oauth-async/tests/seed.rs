@@ -5,10 +5,8 @@ mod common;
 
 use common::*;
 use erpnet_oauth_async::{
-    AuthorizationRequest, Callback, ClientConfig, ClientSecret, Error, FileStore, MemoryStore, Revocation,
-    Session, TokenStore,
+    AuthorizationRequest, Callback, Error, FileStore, MemoryStore, Revocation, Session, TokenStore,
 };
-use erpnet_oauth_mock::{DEMO_CLIENT_SECRET, DEMO_SERVICE_CLIENT_ID};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,16 +102,7 @@ async fn the_file_store_keeps_the_login_across_sessions_with_mode_0600() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_credentials_without_login() {
     let mock = mock().await;
-    let client = ClientConfig::builder(&mock.base_url(), DEMO_SERVICE_CLIENT_ID)
-        .client_secret(ClientSecret::new(DEMO_CLIENT_SECRET))
-        .build()
-        .unwrap();
-    let session = Session::builder(client)
-        .client_credentials("DomainApi")
-        .clock(mock_clock(&mock))
-        .build()
-        .await
-        .unwrap();
+    let session = service_session(&mock).await;
     let response = session.get("/api/domain/odata/Crm_Customers?$top=3").await.unwrap();
     assert_eq!(response.status(), 200);
     mock.advance_clock(Duration::from_secs(3600));

@@ -4,8 +4,8 @@
 
 use erpnet_oauth_async::{AuthorizationRequest, Callback, ClientConfig, ClientSecret, Session};
 use erpnet_oauth_mock::{
-    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH,
-    LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
+    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_SERVICE_CLIENT_ID, DEMO_USER,
+    LOGIN_PATH, LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
 };
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -37,6 +37,20 @@ pub fn client(mock: &MockErpNet) -> ClientConfig {
         .redirect_uri(REDIRECT_URI)
         .build()
         .expect("a valid client configuration")
+}
+
+/// A session of the mock's service app (client credentials, scope `DomainApi`) on the mock's clock.
+pub async fn service_session(mock: &Arc<MockErpNet>) -> Session {
+    let client = ClientConfig::builder(&mock.base_url(), DEMO_SERVICE_CLIENT_ID)
+        .client_secret(ClientSecret::new(DEMO_CLIENT_SECRET))
+        .build()
+        .expect("a valid client configuration");
+    Session::builder(client)
+        .client_credentials("DomainApi")
+        .clock(mock_clock(mock))
+        .build()
+        .await
+        .expect("the service session builds")
 }
 
 /// A clock that reads the mock's manual clock.
