@@ -91,6 +91,18 @@ pub struct TrustedApp {
     /// The allowed `post_logout_redirect_uri` values of the end-session endpoint (exact match).
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// This application's access token lifetime, overriding [`MockConfig::access_token_lifetime`] (`None`,
+    /// the default). It applies to every access token issued to the application (authorization_code,
+    /// refresh_token and client_credentials grants, and [`crate::MockErpNet::mint_access_token`]): the
+    /// JWT's `exp`, the token response's `expires_in` and the Domain API's and userinfo's expiry check
+    /// all follow it. Whole seconds (a fraction is dropped); at least 1 s.
+    #[serde(with = "opt_secs", default)]
+    pub access_token_lifetime: Option<Duration>,
+    /// Leave `expires_in` out of this application's token responses (default false), as servers that do
+    /// not announce a lifetime do. The access token still carries its real `exp` and the Domain API still
+    /// refuses it once expired.
+    #[serde(default)]
+    pub omit_expires_in: bool,
 }
 
 fn yes() -> bool {
@@ -116,6 +128,8 @@ impl TrustedApp {
             allowed_scopes: demo_scopes(),
             system_user: None,
             post_logout_redirect_uris: vec![DEMO_POST_LOGOUT_REDIRECT_URI.to_owned()],
+            access_token_lifetime: None,
+            omit_expires_in: false,
         }
     }
 
@@ -273,7 +287,8 @@ pub struct MockConfig {
     pub users: Vec<MockUser>,
     /// System or manual clock.
     pub clock: ClockMode,
-    /// Access token lifetime (3600 s), also the token response's `expires_in`.
+    /// Access token lifetime (3600 s), also the token response's `expires_in`. An application may override
+    /// it ([`TrustedApp::access_token_lifetime`]).
     #[serde(with = "secs")]
     pub access_token_lifetime: Duration,
     /// ID token lifetime (300 s).
@@ -376,7 +391,7 @@ impl MockConfig {
     }
 
     /// Checks what serde cannot: unique client ids and usernames, a valid secret hash for every
-    /// confidential application.
+    /// confidential application, application access token lifetimes of at least 1 s.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut ids = HashSet::new();
         for app in &self.apps {
@@ -386,6 +401,12 @@ impl MockConfig {
             if !ids.insert(app.application_uri.as_str()) {
                 return Err(ConfigError::Invalid(format!(
                     "duplicate application_uri {:?}",
+                    app.application_uri
+                )));
+            }
+            if app.access_token_lifetime.is_some_and(|d| d.as_secs() == 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "application {:?}: access_token_lifetime must be at least 1 second",
                     app.application_uri
                 )));
             }

@@ -288,7 +288,11 @@ impl Shared {
     ) -> io::Result<Issued> {
         let now = self.clock.now_secs();
         let key = self.signing_key();
-        let exp = now.saturating_add(self.config.access_token_lifetime.as_secs());
+        // The application's own lifetime, else the global one; `expires_in` and `exp` are the same figure.
+        let app = self.apps.get(&grant.client_id);
+        let lifetime =
+            app.and_then(|a| a.access_token_lifetime).unwrap_or(self.config.access_token_lifetime).as_secs();
+        let exp = now.saturating_add(lifetime);
         let scopes = order_scopes(scopes);
         let mut claims = json!({
             "iss": self.issuer,
@@ -340,10 +344,12 @@ impl Shared {
         drop(table);
         let mut body = json!({
             "access_token": access_token,
-            "expires_in": self.config.access_token_lifetime.as_secs(),
             "token_type": "Bearer",
             "scope": scopes.join(" "),
         });
+        if let (Some(obj), false) = (body.as_object_mut(), app.is_some_and(|a| a.omit_expires_in)) {
+            obj.insert("expires_in".into(), json!(lifetime));
+        }
         if let (Some(session), true) = (&grant.session, scopes.iter().any(|s| s == "openid")) {
             let id_token = self.id_token(
                 &key,
