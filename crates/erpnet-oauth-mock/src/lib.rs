@@ -107,7 +107,9 @@
 //!     "impersonate_as_internal_user_allowed": true,
 //!     "allowed_scopes": ["openid", "profile", "offline_access", "DomainApi"],
 //!     "system_user": null,
-//!     "post_logout_redirect_uris": ["http://localhost/signout-callback"]
+//!     "post_logout_redirect_uris": ["http://localhost/signout-callback"],
+//!     "access_token_lifetime": null,
+//!     "omit_expires_in": false
 //!   }],
 //!   "users": [{"username": "admin", "password": "admin-password", "id": "9da64839-a8d0-491d-aebb-4d18fa42b014",
 //!              "name": "SPS", "email": "admin@mail.com", "locale": "en"}],
@@ -117,6 +119,20 @@
 //!               "sliding_lifetime": null, "one_time_only": true, "reuse_detection": true},
 //!   "customers": 50, "database": "demodb"
 //! }
+//! ```
+//!
+//! Access token lifetimes: `access_token_lifetime` (top level) is every application's default; an
+//! application's own `access_token_lifetime` (seconds, at least 1; `null` or absent = the default) overrides
+//! it for every token issued to that application, whatever the grant. The token response's `expires_in`,
+//! the JWT's `exp` (`iat` + lifetime) and the Domain API's and userinfo's expiry check (plus
+//! `api_clock_skew`) all use that one figure. An application with `"omit_expires_in": true` gets token
+//! responses without any `expires_in` member; its access tokens still expire (their `exp` is unchanged).
+//! For a client that must cope with short-lived tokens or a silent server:
+//!
+//! ```json
+//! {"apps": [{"name": "Short", "application_uri": "short/app", "client_type": "Public",
+//!            "impersonate_login_urls": ["http://localhost/signin-callback"],
+//!            "access_token_lifetime": 5, "omit_expires_in": true}]}
 //! ```
 //!
 //! # Admin path (out-of-process control)
@@ -351,7 +367,8 @@ impl MockErpNet {
 
     /// A valid access token issued right now without any HTTP exchange: for `username` (a user token, as after
     /// a login) or `None` (a client-credentials token), to `client_id`, with `scopes`. For benchmarks and tests
-    /// of API callers.
+    /// of API callers. It lives as long as a token of the grants does ([`TrustedApp::access_token_lifetime`]
+    /// when `client_id` is an application that sets it, else [`MockConfig::access_token_lifetime`]).
     pub fn mint_access_token(
         &self,
         username: Option<&str>,
