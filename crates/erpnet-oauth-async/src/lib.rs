@@ -18,7 +18,8 @@
 //! - Stores (async, usable as `dyn TokenStore`): [`MemoryStore`], [`FileStore`] (atomic JSON, mode 0600,
 //!   cross-process lock, blocking calls on `spawn_blocking`), or your own [`TokenStore`].
 //! - Service apps: [`SessionBuilder::client_credentials`]. Logout with revocation: [`Session::logout`].
-//! - Errors: [`Error`] wraps the core's typed errors and adds transport and store failures.
+//! - Errors: [`Error`] is the core's, the same as the blocking adapter's: its typed errors, transport and
+//!   store failures, and what is retryable or needs a new login, decided once.
 //!
 //! # A web server's login, then API calls
 //!
@@ -60,14 +61,14 @@
 #![allow(clippy::result_large_err)]
 
 mod clock;
-mod error;
 mod session;
 mod store;
 mod transport;
 
 pub use clock::{Clock, OsRandom, SystemClock};
-pub use error::Error;
-pub use session::{LoggedIn, Logout, Revocation, Session, SessionBuilder};
+pub use erpnet_oauth_core::Error;
+pub use erpnet_oauth_core::lifecycle::{LoggedIn, Logout, Revocation};
+pub use session::{Session, SessionBuilder};
 pub use store::{FileStore, MemoryStore, StoreError, StoreLock, TokenStore};
 #[cfg(feature = "reqwest")]
 pub use transport::ReqwestClient;

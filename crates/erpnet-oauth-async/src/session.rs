@@ -1,14 +1,22 @@
 //! The session: one login's tokens, kept usable for many tasks at once without blocking the runtime.
 
+//!
+//! Every protocol decision is the core's ([`erpnet_oauth_core::lifecycle`]): each method here hands one of
+//! its operations to `drive`, which carries out the steps it asks for (send a request, lock, read, write
+//! or clear the store, run a renewal as a task of its own, wait for another task's) and feeds back the
+//! results. The same operations drive the blocking adapter's session.
+
 use crate::Error;
 use crate::clock::{Clock, OsRandom, SystemClock};
-use crate::store::{MemoryStore, TokenStore};
-use crate::transport::{HttpOptions, HttpSend};
+use crate::store::{MemoryStore, StoreLock, TokenStore};
+use crate::transport::{BoxFuture, HttpOptions, HttpSend};
+use erpnet_oauth_core::lifecycle::{
+    FinishLogin, ForceRefresh, GetAccessToken, GetUserInfo, HandleTimeout, Input, LogOut, LoggedIn, Logout,
+    Operation, Renewal as RenewalOp, SendRequest, Step, Target,
+};
 use erpnet_oauth_core::{
-    Access, AccessToken, ApiCall, ApiOutcome, AuthorizationRequest, Callback, ClientConfig, IdToken,
-    IdTokenClaims, IdTokenError, JwkSet, KeyCache, LoginRequired, ManagerOptions, Output, PendingLogin,
-    ReferenceToken, RefreshError, RefreshId, Reloaded, Renewal, Scopes, TokenManager, TokenSet, UserInfo,
-    id_token::UnverifiedClaims, parse_revocation_response, parse_userinfo_response,
+    AccessToken, AuthorizationRequest, Callback, ClientConfig, ManagerOptions, PendingLogin, ReferenceToken,
+    Renewal, Scopes, TokenManager, TokenSet, UserInfo,
 };
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -89,6 +97,7 @@ impl SessionBuilder {
             expires_at: None,
             refresh_token: None,
             id_token: None,
+            issued_at: None,
             scopes: Scopes::default(),
         }));
         self.options.renewal = Renewal::RefreshToken;
@@ -114,7 +123,6 @@ impl SessionBuilder {
         let manager = TokenManager::new(self.client.clone(), tokens, self.options);
         Ok(Session {
             inner: Arc::new(Inner {
-                keys: tokio::sync::Mutex::new(KeyCache::new()),
                 manager: Mutex::new(manager),
                 changed: Notify::new(),
                 http,
@@ -127,55 +135,23 @@ impl SessionBuilder {
     }
 }
 
-/// A finished login: the stored tokens and the verified ID token's claims.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct LoggedIn {
-    /// The tokens, stored and in use.
-    pub tokens: TokenSet,
-    /// The verified ID token's claims (`sub` is the user); `None` when no ID token was issued.
-    pub claims: Option<IdTokenClaims>,
-}
-
-/// What [`Session::logout`] did at the server.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Revocation {
-    /// The refresh token was revoked.
-    Revoked,
-    /// No refresh token was held.
-    NothingToRevoke,
-    /// The server has no revocation endpoint.
-    NotOffered,
-    /// The revocation failed; the tokens were deleted locally all the same.
-    Failed(Error),
-}
-
-/// The outcome of [`Session::logout`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Logout {
-    /// Whether tokens were held.
-    pub had_tokens: bool,
-    /// What happened at the server.
-    pub revocation: Revocation,
-}
-
 /// One login's tokens, kept usable by many tasks: `Send + Sync`, and cheap to clone (clones share the
-/// same tokens, like an `Arc`).
+/// same tokens, like an `Arc`). The same operations, names and meanings as the blocking adapter's
+/// `Session`, as `async fn`s.
 ///
 /// - [`Session::access_token`] returns a valid access token, refreshing it when it is expired or expires
-///   within the skew.
-/// - [`Session::send`] attaches `Authorization: Bearer`, and on a 401 refreshes once and retries once.
+///   within the margin (the skew, at most half the token's lifetime: catalogue E8, E9).
+/// - [`Session::send`] attaches `Authorization: Bearer`, and on a 401 refreshes once and retries once; one
+///   call causes at most one refresh.
 /// - **Single flight without blocking**: however many tasks find the token expired at once, one refresh
 ///   request goes out. The session's mutex guards only the core's [`TokenManager`] and is never held
 ///   across an `.await`; waiting tasks sleep on a [`tokio::sync::Notify`]. The refresh itself runs in a
 ///   spawned task, so a caller that is cancelled (a dropped request future) does not leave it half done.
-///   With a shared store ([`crate::FileStore`]) the refresh runs under the store's cross-process lock
-///   after re-reading the store.
+///   It runs under the store's cross-process lock after re-reading the store.
 /// - **A rotated refresh token is stored before it is used**.
-/// - When the server rejects the refresh token (`invalid_grant`), the store is cleared and callers get an
-///   error for which [`Error::is_login_required`] is true. A 5xx keeps the tokens ([`Error::is_retryable`]).
+/// - When the server rejects the refresh token (`invalid_grant`), or a refreshed ID token fails a security
+///   check, the store is cleared and callers get an error for which [`Error::is_login_required`] is true.
+///   A 5xx keeps the tokens ([`Error::is_retryable`]).
 ///
 /// Needs a tokio runtime (refreshes are spawned; the file store uses `spawn_blocking`).
 #[derive(Clone)]
@@ -184,7 +160,6 @@ pub struct Session {
 }
 
 struct Inner {
-    keys: tokio::sync::Mutex<KeyCache>,
     manager: Mutex<TokenManager>,
     changed: Notify,
     http: Arc<dyn HttpSend>,
@@ -204,22 +179,19 @@ impl fmt::Debug for Session {
     }
 }
 
-/// Hands a renewal back to the manager as failed if the task running it ends without finishing it (a
-/// panic, a dropped runtime), so that waiting tasks are woken instead of waiting forever.
-struct InFlight {
+/// An operation being driven: abandoned (so that other tasks are not left waiting for what it holds) if
+/// its future is dropped, or its task unwinds, before it is done.
+struct Driving<O: Operation> {
     inner: Arc<Inner>,
-    id: RefreshId,
-    armed: bool,
+    op: O,
+    done: bool,
 }
 
-impl Drop for InFlight {
+impl<O: Operation> Drop for Driving<O> {
     fn drop(&mut self) {
-        if self.armed {
+        if !self.done {
             let now = self.inner.clock.now();
-            let mut manager = self.inner.lock();
-            manager.handle_refresh_failure(self.id, "the refresh task ended early", now);
-            manager.handle_persisted(self.id, Err("the refresh task ended early".to_owned()), now);
-            drop(manager);
+            self.op.abandon(&mut self.inner.lock(), now);
             self.inner.changed.notify_waiters();
         }
     }
@@ -284,206 +256,68 @@ impl Session {
     }
 
     /// Finishes a login with the callback the redirect URI received: a query string
-    /// ([`Callback::Query`]), a `form_post` body ([`Callback::FormPost`]) or the full URL.
-    ///
-    /// In order: checks the callback (state, `iss`, errors); verifies a front-channel ID token of the
-    /// hybrid flow before the code is exchanged; exchanges the code (once); verifies the ID token against
-    /// the JWKS (fetched when needed, rate-limited by the core's [`KeyCache`]); then stores the tokens and
-    /// makes them the session's. Nothing is stored when a check fails.
+    /// ([`Callback::Query`]), a `form_post` body ([`Callback::FormPost`]) or the full URL. See
+    /// [`FinishLogin`] for the checks, in order; nothing is stored when one fails.
     pub async fn finish_login(
         &self,
         pending: PendingLogin,
         callback: Callback<'_>,
     ) -> Result<LoggedIn, Error> {
-        let inner = &self.inner;
-        let exchange = pending.handle_callback(&inner.client, callback)?;
-        if let Some(token) = exchange.front_channel_id_token() {
-            let token = token.clone();
-            self.with_keys(&token, |keys, now| exchange.verify_front_channel(&inner.client, keys, now))
-                .await?;
-        }
-        let (request, waiting) = exchange.into_request(&inner.client);
-        let response = inner.http.send(request, inner.limits.token_body_limit).await?;
-        let login = waiting.handle_response(&response, inner.clock.now())?;
-        let claims = match &login.tokens.id_token {
-            Some(token) => Some(
-                self.with_keys(token, |keys, now| login.verify_id_token(&inner.client, keys, now)).await?,
-            ),
-            None => None,
-        };
-        let tokens = login.tokens;
-        let saved = match inner.store.lock().await {
-            Ok(_lock) => inner.store.save(&tokens).await,
-            Err(e) => Err(e),
-        };
-        inner.lock().handle_login(tokens.clone());
-        inner.changed.notify_waiters();
-        saved?;
-        Ok(LoggedIn { tokens, claims })
+        let op = FinishLogin::new(&self.inner.client, pending, callback);
+        drive(self.inner.clone(), op).await
     }
 
-    /// Verifies with the signing keys, fetching them first when the cache has none or lacks the token's
-    /// `kid`. The key cache's async mutex makes concurrent logins fetch once.
-    async fn with_keys<T>(
-        &self,
-        token: &IdToken,
-        verify: impl FnOnce(&JwkSet, SystemTime) -> Result<T, IdTokenError>,
-    ) -> Result<T, Error> {
-        let inner = &self.inner;
-        let mut cache = inner.keys.lock().await;
-        let now = inner.clock.now();
-        if let Some(request) = cache.poll_fetch(&inner.client, token, now) {
-            let response = inner.http.send(request, inner.limits.token_body_limit).await?;
-            cache.handle_jwks_response(&response)?;
-        }
-        Ok(verify(cache.keys(), inner.clock.now())?)
-    }
-
-    /// A valid access token, refreshed first when it is expired or expires within the skew (catalogue
+    /// A valid access token, refreshed first when it is expired or expires within the margin (catalogue
     /// E8). With client credentials, a new token is requested when needed.
     pub async fn access_token(&self) -> Result<AccessToken, Error> {
-        let mut call = self.inner.lock().begin_call();
-        self.acquire(&mut call, |m, call, now| m.access_token(call, now)).await
+        drive(self.inner.clone(), GetAccessToken::new()).await
     }
 
     /// Sends `request` with `Authorization: Bearer <token>` (catalogue F1). A 401 refusing the token leads
     /// to one refresh and one retry (F2); other error statuses are returned as [`Error::Api`]. The body is
     /// read up to [`HttpOptions::api_body_limit`]; redirects are returned, not followed. A request to
     /// another origin than the instance is refused before any token is attached (`ConfigError::ForeignOrigin`).
-    pub async fn send(&self, mut request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
-        let limit = self.inner.limits.api_body_limit;
-        // The access token goes to the instance only (a request elsewhere would leak it).
-        self.inner.client.check_api_target(request.uri())?;
-        let mut call = self.inner.lock().begin_call();
-        loop {
-            self.acquire(&mut call, |m, call, now| m.authorize(call, &mut request, now)).await?;
-            let response = self.inner.http.send(clone_request(&request), limit).await?;
-            let outcome = self.inner.lock().handle_api_response(&mut call, &response);
-            match outcome {
-                ApiOutcome::Retry => continue,
-                ApiOutcome::Done(Ok(())) => return Ok(response),
-                ApiOutcome::Done(Err(e)) => return Err(Error::Api(e)),
-            }
-        }
+    pub async fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
+        drive(self.inner.clone(), SendRequest::new(request)).await
     }
 
     /// `GET` of `path_or_url`: a path such as `/api/domain/odata/Crm_Customers?$top=10` is resolved against
     /// the instance; an absolute URL is used as is (plain http only to loopback hosts, unless allowed in the
     /// configuration). See [`Self::send`].
     pub async fn get(&self, path_or_url: &str) -> Result<http::Response<Vec<u8>>, Error> {
-        let request = http::Request::get(self.request_uri(path_or_url)?)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Vec::new())
-            .map_err(|e| Error::Http(e.to_string()))?;
+        let request = self.inner.client.get_request(path_or_url)?;
         self.send(request).await
     }
 
     /// Renews the access token now, whether or not it is expired. When a renewal is already under way,
     /// waits for it instead.
     pub async fn refresh(&self) -> Result<(), Error> {
-        let mut call = {
-            let mut manager = self.inner.lock();
-            let call = manager.begin_call();
-            if !manager.force_refresh() && !manager.is_renewing() {
-                let reason = match manager.tokens() {
-                    None => LoginRequired::NoTokens,
-                    Some(_) => LoginRequired::NoRefreshToken,
-                };
-                return Err(Error::Refresh(RefreshError::LoginRequired(reason)));
-            }
-            call
-        };
-        self.acquire(&mut call, |m, call, now| m.access_token(call, now)).await.map(|_| ())
+        drive(self.inner.clone(), ForceRefresh::new()).await
     }
 
-    /// The signed-in user's claims from the UserInfo endpoint, with the current access token; their `sub`
-    /// must be the ID token's (OpenID Connect Core §5.3.2).
+    /// The signed-in user's claims from the UserInfo endpoint ([`GetUserInfo`]).
     pub async fn userinfo(&self) -> Result<UserInfo, Error> {
-        let token = self.access_token().await?;
-        let expected = self
-            .tokens()
-            .and_then(|t| t.id_token)
-            .and_then(|t| UnverifiedClaims::decode(&t).ok())
-            .and_then(|c| c.value.get("sub").and_then(|s| s.as_str()).map(str::to_owned))
-            .ok_or(Error::IdToken(IdTokenError::Missing))?;
-        let request = self.inner.client.userinfo_request(&token)?;
-        let response = self.inner.http.send(request, self.inner.limits.token_body_limit).await?;
-        Ok(parse_userinfo_response(&response, &expected)?)
+        drive(self.inner.clone(), GetUserInfo::new()).await
     }
 
-    /// Logs out: revokes the refresh token at the server when it offers revocation (RFC 7009, catalogue
-    /// G1), then forgets the tokens and deletes them from the store whatever the revocation's outcome
-    /// (G2). An error is returned only when the store could not be cleared.
+    /// Logs out ([`LogOut`]): waits for a refresh under way, locks the store, re-reads it, revokes the
+    /// latest refresh token where the server offers revocation, then forgets the tokens and deletes them
+    /// from the store whatever the revocation's outcome. An error is returned only when the store could
+    /// not be locked or cleared.
     pub async fn logout(&self) -> Result<Logout, Error> {
-        let inner = &self.inner;
-        let _lock = inner.store.lock().await?;
-        let previous = {
-            let mut manager = inner.lock();
-            let previous = manager.tokens().cloned();
-            manager.handle_logout();
-            previous
-        };
-        inner.changed.notify_waiters();
-        let revocation = match previous.as_ref().and_then(|t| t.refresh_token.as_ref()) {
-            None => Revocation::NothingToRevoke,
-            Some(rt) => match inner.client.revocation_request(rt) {
-                Err(_) => Revocation::NotOffered,
-                Ok(request) => match inner.http.send(request, inner.limits.token_body_limit).await {
-                    Ok(response) => match parse_revocation_response(&response) {
-                        Ok(()) => Revocation::Revoked,
-                        Err(e) => Revocation::Failed(e.into()),
-                    },
-                    Err(e) => Revocation::Failed(e),
-                },
-            },
-        };
-        inner.store.clear().await?;
-        Ok(Logout { had_tokens: previous.is_some(), revocation })
+        drive(self.inner.clone(), LogOut::new()).await
     }
 
-    /// `path_or_url` as a request URI (a plain path is appended to the instance URL).
-    fn request_uri(&self, path_or_url: &str) -> Result<http::Uri, Error> {
-        if path_or_url.starts_with('/') && !path_or_url.starts_with("//") {
-            let base = self.inner.client.instance().as_str().trim_end_matches('/');
-            if let Ok(uri) = http::Uri::try_from(format!("{base}{path_or_url}")) {
-                return Ok(uri);
-            }
-        }
-        let url = self.inner.client.resolve(path_or_url)?;
-        http::Uri::try_from(url.as_str()).map_err(|e| Error::Http(e.to_string()))
+    /// When a proactive refresh is due (before the token expires, catalogue E8), for an application that
+    /// keeps its session warm with a timer of its own; `None` when none is planned. Then call
+    /// [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<SystemTime> {
+        self.inner.lock().poll_timeout()
     }
 
-    /// Asks `ask` until it answers `Ready` or `Failed`. On `Wait`, this task either starts the renewal it
-    /// found queued and awaits it, or sleeps until the tokens change. The manager's mutex is held only
-    /// inside the inner block, never across an `.await`.
-    async fn acquire<T>(
-        &self,
-        call: &mut ApiCall,
-        mut ask: impl FnMut(&mut TokenManager, &mut ApiCall, SystemTime) -> Access<T>,
-    ) -> Result<T, Error> {
-        loop {
-            // Registered before the state is read, so that a change made after the read wakes it.
-            let changed = self.inner.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            let refresh = {
-                let mut manager = self.inner.lock();
-                let now = self.inner.clock.now();
-                match ask(&mut manager, call, now) {
-                    Access::Ready(t) => return Ok(t),
-                    Access::Failed(e) => return Err(Error::Refresh(e)),
-                    Access::Wait => take_refresh(&mut manager),
-                }
-            };
-            match refresh {
-                Some((id, request)) => {
-                    let guard = InFlight { inner: self.inner.clone(), id, armed: true };
-                    let task = tokio::spawn(run_refresh(guard, request));
-                    task.await.map_err(|e| Error::Task(format!("the refresh task failed: {e}")))??;
-                }
-                None => changed.await,
-            }
-        }
+    /// Refreshes now if [`Self::poll_timeout`] is due.
+    pub async fn handle_timeout(&self) -> Result<(), Error> {
+        drive(self.inner.clone(), HandleTimeout::new()).await
     }
 }
 
@@ -491,97 +325,71 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, TokenManager> {
         self.manager.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
 
-/// A copy of `request` to send (the original is kept for a retry after a 401).
-fn clone_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
-    let mut copy = http::Request::new(request.body().clone());
-    *copy.method_mut() = request.method().clone();
-    *copy.uri_mut() = request.uri().clone();
-    *copy.version_mut() = request.version();
-    *copy.headers_mut() = request.headers().clone();
-    copy
-}
-
-/// Drains the outputs queued by an `authorize`/`access_token`: only a renewal can be there.
-fn take_refresh(manager: &mut TokenManager) -> Option<(RefreshId, http::Request<Vec<u8>>)> {
-    let mut found = None;
-    while let Some(output) = manager.poll_output() {
-        if let Output::Refresh { id, request } = output {
-            found = Some((id, request));
+    fn limit(&self, target: Target) -> u64 {
+        match target {
+            Target::IdentityServer => self.limits.token_body_limit,
+            Target::Api => self.limits.api_body_limit,
         }
     }
-    found
 }
 
-/// Sends renewal `id` under the store's cross-process lock (re-reading a shared store first), then stores
-/// its result before anyone uses it. Runs as its own task; `guard` fails the renewal if it ends early.
-async fn run_refresh(mut guard: InFlight, request: http::Request<Vec<u8>>) -> Result<(), Error> {
-    let inner = guard.inner.clone();
-    let id = guard.id;
-    let fail = |reason: &str| {
-        let now = inner.clock.now();
-        inner.lock().handle_refresh_failure(id, reason, now);
-    };
-    let store_lock = match inner.store.lock().await {
-        Ok(l) => l,
-        Err(e) => {
-            fail(&e.to_string());
-            return Err(e.into());
-        }
-    };
-    if inner.store.is_shared() {
-        let stored = match inner.store.load().await {
-            Ok(s) => s,
-            Err(e) => {
-                fail(&e.to_string());
-                return Err(e.into());
-            }
+/// A renewal runs as a task of its own: once its request is sent, its answer is taken in and its tokens
+/// stored even if the caller that started it is cancelled.
+fn spawn_renewal(inner: Arc<Inner>, renewal: RenewalOp) -> BoxFuture<'static, Result<(), Error>> {
+    Box::pin(async move {
+        tokio::spawn(drive(inner, renewal))
+            .await
+            .unwrap_or_else(|e| Err(Error::Task(format!("the refresh task failed: {e}"))))
+    })
+}
+
+/// Carries out `op`'s steps until it is done. The manager's mutex is held only while the operation
+/// decides, never across an `.await`; the store's lock is held from `LockStore` to `UnlockStore`.
+async fn drive<O: Operation>(inner: Arc<Inner>, op: O) -> Result<O::Output, Error> {
+    let mut driving = Driving { inner: inner.clone(), op, done: false };
+    let mut held: Option<StoreLock> = None;
+    let mut input = None;
+    loop {
+        // Registered before the manager is read, so that a change made after the step wakes it.
+        let changed = inner.changed.notified();
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        let step = {
+            let mut manager = inner.lock();
+            driving.op.step(&mut manager, input.take(), inner.clock.now())
         };
-        let reloaded = inner.lock().handle_reloaded(id, stored);
-        if reloaded != Reloaded::Send {
-            // Another process renewed the tokens (now adopted): its refresh token may have revoked ours.
-            guard.armed = false;
-            inner.changed.notify_waiters();
-            return Ok(());
+        if let Step::Wait = step {
+            changed.await;
+            continue;
         }
-    }
-    let response = inner.http.send(request, inner.limits.token_body_limit).await;
-    let mut outputs = Vec::new();
-    {
-        let mut manager = inner.lock();
-        let now = inner.clock.now();
-        match &response {
-            Ok(r) => manager.handle_refresh_response(id, r, now),
-            Err(e) => manager.handle_refresh_failure(id, &e.to_string(), now),
-        }
-        while let Some(output) = manager.poll_output() {
-            outputs.push(output);
-        }
-    }
-    let mut result = response.map(|_| ());
-    for output in outputs {
-        match output {
-            Output::Persist { id, tokens } => {
-                let saved = inner.store.save(&tokens).await;
-                let now = inner.clock.now();
-                inner.lock().handle_persisted(id, saved.map_err(|e| e.to_string()), now);
-            }
-            Output::Clear => {
-                if let Err(e) = inner.store.clear().await {
-                    result = Err(e.into());
+        inner.changed.notify_waiters();
+        input = Some(match step {
+            Step::Send { request, target } => match inner.http.send(request, inner.limit(target)).await {
+                Ok(response) => Input::Response(response),
+                Err(e) => Input::Failed(e),
+            },
+            Step::LockStore => match inner.store.lock().await {
+                Ok(lock) => {
+                    held = Some(lock);
+                    Input::Locked(Ok(()))
                 }
+                Err(e) => Input::Locked(Err(e)),
+            },
+            Step::LoadStore => Input::Loaded(inner.store.load().await),
+            Step::SaveStore(tokens) => Input::Saved(inner.store.save(&tokens).await),
+            Step::ClearStore => Input::Cleared(inner.store.clear().await),
+            Step::UnlockStore => {
+                held = None;
+                Input::Unlocked
             }
-            Output::Refresh { id, .. } => {
-                // Cannot happen (a renewal was just answered); never leave it pending.
-                let now = inner.clock.now();
-                inner.lock().handle_refresh_failure(id, "an unexpected second renewal was dropped", now);
+            Step::Renew(renewal) => Input::Renewed(spawn_renewal(inner.clone(), renewal).await),
+            Step::Wait => continue,
+            Step::Done(result) => {
+                driving.done = true;
+                drop(held);
+                return result;
             }
-            _ => {}
-        }
+        });
     }
-    guard.armed = false;
-    inner.changed.notify_waiters();
-    drop(store_lock);
-    result
 }

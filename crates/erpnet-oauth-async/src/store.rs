@@ -303,6 +303,7 @@ mod stale_temp_tests {
         let tokens = TokenSet {
             access_token: AccessToken::new("at"),
             expires_at: None,
+            issued_at: None,
             refresh_token: None,
             id_token: None,
             scopes: Scopes::default(),

@@ -17,8 +17,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// - returns error statuses (4xx, 5xx) as responses, not as errors, so that RFC 6749 §5.2 bodies are read;
 /// - reads at most `limit` body bytes, failing with [`Error::BodyTooLarge`] beyond;
 /// - times out ([`Error::Timeout`]) rather than waiting forever;
-/// - maps failures to [`Error::Connect`], [`Error::Timeout`], [`Error::Http`] without quoting headers or
-///   bodies (they may hold tokens).
+/// - maps failures to [`Error::Dns`], [`Error::Connect`], [`Error::Timeout`], [`Error::Io`] (the
+///   connection broke: retryable) or [`Error::Http`] (anything else) without quoting headers or bodies
+///   (they may hold tokens).
 pub trait HttpSend: Send + Sync {
     /// Sends `request`, reading at most `limit` body bytes.
     fn send(
@@ -136,6 +137,9 @@ fn map_reqwest(e: reqwest::Error) -> Error {
         Error::Timeout(message)
     } else if connect {
         Error::Connect(message)
+    } else if e.is_request() || e.is_body() {
+        // Sent (or being sent) and no complete answer came: the connection broke, as ureq's I/O errors.
+        Error::Io(message)
     } else {
         Error::Http(message)
     }

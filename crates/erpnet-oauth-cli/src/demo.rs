@@ -291,7 +291,7 @@ pub fn run(_verbose: bool) -> Result<(), Failure> {
         "GET {} HTTP/1.1\nHost: localhost",
         redact_url(&location).trim_start_matches("http://localhost")
     );
-    let exchange = pending.handle_callback(&client, Callback::Url(&location)).map_err(deviation)?;
+    let mut exchange = pending.handle_callback(&client, Callback::Url(&location)).map_err(deviation)?;
     println!("\nstate and iss checked.");
     let jwks_request = client.jwks_request().map_err(deviation)?;
     let keys = JwkSet::parse(&send(&http, &jwks_request)?).map_err(deviation)?;
@@ -312,10 +312,11 @@ pub fn run(_verbose: bool) -> Result<(), Failure> {
     let response = send(&http, &request)?;
     print_response(&response, 20);
     let login = waiting.handle_response(&response, mock.now()).map_err(deviation)?;
-    let claims = login
-        .verify_id_token(&client, &keys, mock.now())
-        .map_err(|e| deviation(format!("ID token rejected: {e}")))?;
-    println!("\nID token verified (signature, iss, aud, exp, nonce, at_hash): logged in as {}", claims.sub);
+    let login =
+        login.verify(&client, &keys, mock.now()).map_err(|e| deviation(format!("ID token rejected: {e}")))?;
+    let sub =
+        login.claims.as_ref().map(|c| c.sub.clone()).ok_or_else(|| deviation("no ID token was issued"))?;
+    println!("\nID token verified (signature, iss, aud, exp, nonce, at_hash): logged in as {sub}");
     let first_refresh =
         login.tokens.refresh_token.clone().ok_or_else(|| deviation("no refresh token was issued"))?;
 

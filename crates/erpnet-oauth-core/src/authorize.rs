@@ -5,6 +5,7 @@
 use crate::config::{AuthMethod, ClientConfig};
 use crate::encode::{parse_form, query_string};
 use crate::error::OAuthError;
+use crate::id_token::{IdTokenClaims, IdTokenError};
 use crate::random::{RANDOM_BYTES, RandomError, RandomSource, random_string};
 use crate::scope::Scopes;
 use crate::secret::{AuthorizationCode, IdToken, PkceVerifier, constant_time_eq};
@@ -355,8 +356,9 @@ impl std::fmt::Debug for Prefetched<'_> {
 
 /// A login waiting for its callback. Holds the state, nonce and PKCE verifier, so it is as secret as a
 /// password until the login ends; it serializes (for web applications that keep it in a server-side
-/// session) and its `Debug` shows nothing secret.
-#[derive(Clone, Serialize, Deserialize)]
+/// session) and its `Debug` shows nothing secret. It is not `Clone`: handling its callback consumes it, so
+/// a login is finished at most once.
+#[derive(Serialize, Deserialize)]
 pub struct PendingLogin {
     url: String,
     state: String,
@@ -418,6 +420,9 @@ pub enum CallbackError {
     /// Neither `code` nor `error` (catalogue B5).
     #[error("the callback has neither `code` nor `error`")]
     NoCodeOrError,
+    /// The hybrid flow (`code id_token`) was asked for and the callback has no `id_token` (catalogue B8).
+    #[error("the login asked for `code id_token` and the callback has no `id_token`")]
+    IdTokenMissing,
     /// The callback URL could not be read.
     #[error("the callback URL is malformed: {0}")]
     MalformedUrl(String),
@@ -500,9 +505,14 @@ impl PendingLogin {
             Some(c) if !c.is_empty() => AuthorizationCode::new(c),
             _ => return Err(CallbackError::NoCodeOrError),
         };
+        let front = match (get("id_token"), self.response_type) {
+            (Some(t), _) => FrontChannel::Unverified(IdToken::new(t)),
+            (None, ResponseType::CodeIdToken) => return Err(CallbackError::IdTokenMissing),
+            (None, _) => FrontChannel::None,
+        };
         Ok(CodeExchange {
             code,
-            front_channel_id_token: get("id_token").map(IdToken::new),
+            front,
             verifier: self.verifier,
             redirect_uri: self.redirect_uri,
             nonce: self.nonce,
@@ -511,11 +521,22 @@ impl PendingLogin {
     }
 }
 
+/// The ID token of a hybrid (`code id_token`) callback, and whether it was verified.
+#[derive(Debug, Clone)]
+pub(crate) enum FrontChannel {
+    /// A `code` callback: none.
+    None,
+    /// Received, not yet verified.
+    Unverified(IdToken),
+    /// Verified (catalogue B7): its claims.
+    Verified(Box<IdTokenClaims>),
+}
+
 /// An authorization code ready to be exchanged, once.
 #[derive(Debug)]
 pub struct CodeExchange {
     code: AuthorizationCode,
-    front_channel_id_token: Option<IdToken>,
+    pub(crate) front: FrontChannel,
     verifier: Option<PkceVerifier>,
     redirect_uri: String,
     nonce: Option<String>,
@@ -523,10 +544,15 @@ pub struct CodeExchange {
 }
 
 impl CodeExchange {
-    /// The ID token that came with the callback in the hybrid flow, if any. It must be validated
-    /// (signature, `c_hash`, nonce) before the code is exchanged (catalogue B7).
+    /// The ID token that came with the callback in the hybrid flow and is not verified yet, if any. It must
+    /// be verified ([`Self::verify_front_channel`]: signature, `c_hash`, nonce) before the code is
+    /// exchanged (catalogue B7); a login whose front-channel ID token was not verified yields no tokens
+    /// ([`Login::verify`]).
     pub fn front_channel_id_token(&self) -> Option<&IdToken> {
-        self.front_channel_id_token.as_ref()
+        match &self.front {
+            FrontChannel::Unverified(t) => Some(t),
+            _ => None,
+        }
     }
 
     /// The code, for checking a front-channel ID token's `c_hash`.
@@ -552,7 +578,7 @@ impl CodeExchange {
             params.push(("code_verifier", v.secret()));
         }
         let request = client.form_post(&client.token_uri(), &params);
-        (request, TokenExchange { nonce: self.nonce, scopes: self.scopes })
+        (request, TokenExchange { nonce: self.nonce, scopes: self.scopes, front: self.front })
     }
 }
 
@@ -561,6 +587,7 @@ impl CodeExchange {
 pub struct TokenExchange {
     nonce: Option<String>,
     scopes: Scopes,
+    front: FrontChannel,
 }
 
 impl TokenExchange {
@@ -574,18 +601,84 @@ impl TokenExchange {
         if self.scopes.contains("openid") && tokens.id_token.is_none() {
             return Err(TokenError::MissingIdToken);
         }
-        Ok(Login { tokens, nonce: self.nonce })
+        Ok(Login { tokens, nonce: self.nonce, front: self.front })
     }
 }
 
-/// A finished login: the tokens, and the nonce the ID token must carry.
+/// The token endpoint's answer to a login, not yet checked: its tokens come out only through
+/// [`Login::verify`], once its ID token (and the hybrid flow's front-channel one) passed every check.
+#[derive(Debug)]
+pub struct Login {
+    tokens: TokenSet,
+    nonce: Option<String>,
+    front: FrontChannel,
+}
+
+/// A login whose ID token passed verification: the tokens to store, and the user's claims.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Login {
+pub struct VerifiedLogin {
     /// The tokens. Store them before using them.
     pub tokens: TokenSet,
-    /// The nonce sent with the authorization request.
-    pub nonce: Option<String>,
+    /// The verified ID token's claims (`sub` is the user); `None` when no ID token was issued (no
+    /// `openid` scope).
+    pub claims: Option<IdTokenClaims>,
+}
+
+impl Login {
+    /// The ID token to verify, if any: the JWKS must hold its key ([`crate::KeyCache::poll_fetch`]).
+    pub fn id_token(&self) -> Option<&IdToken> {
+        self.tokens.id_token.as_ref()
+    }
+
+    /// The nonce the login sent, which the ID token must carry.
+    pub fn nonce(&self) -> Option<&str> {
+        self.nonce.as_deref()
+    }
+
+    /// The tokens as the token endpoint sent them, **not verified**: to look at (a test, a trace), never to
+    /// use or store. [`Self::verify`] is the way to have them.
+    pub fn unverified_tokens(&self) -> &TokenSet {
+        &self.tokens
+    }
+
+    /// Verifies the login's ID token (catalogue D: signature with `keys`, issuer, audience, times on the
+    /// client's clock with its skew, the nonce, `at_hash` against the access token) and hands out the
+    /// tokens. A hybrid login's front-channel ID token must have been verified
+    /// ([`CodeExchange::verify_front_channel`]) and name the same `iss` and `sub` (catalogue B8). Without
+    /// an ID token (no `openid` scope: the token endpoint's answer was already refused when `openid` was
+    /// asked for and none came) there is nothing to verify.
+    pub fn verify(
+        self,
+        client: &ClientConfig,
+        keys: &crate::JwkSet,
+        now: SystemTime,
+    ) -> Result<VerifiedLogin, IdTokenError> {
+        let front = match self.front {
+            FrontChannel::Unverified(_) => return Err(IdTokenError::FrontChannelUnverified),
+            FrontChannel::Verified(claims) => Some(claims),
+            FrontChannel::None => None,
+        };
+        let claims = match &self.tokens.id_token {
+            Some(token) => {
+                let expect = crate::IdTokenExpectations::new()
+                    .nonce(self.nonce.as_deref())
+                    .access_token(&self.tokens.access_token);
+                Some(crate::verify_id_token(token, client, keys, &expect, now)?)
+            }
+            None => None,
+        };
+        if let Some(front) = &front {
+            let back = claims.as_ref().ok_or(IdTokenError::Missing)?;
+            if back.iss != front.iss {
+                return Err(IdTokenError::FrontChannelMismatch { claim: "iss" });
+            }
+            if back.sub != front.sub {
+                return Err(IdTokenError::FrontChannelMismatch { claim: "sub" });
+            }
+        }
+        Ok(VerifiedLogin { tokens: self.tokens, claims })
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Verification is pure: the keys come in as a [`JwkSet`] (see [`crate::jwks::KeyCache`] for when to fetch
 //! them) and the time as `now`.
 
-use crate::authorize::{CodeExchange, Login};
+use crate::authorize::CodeExchange;
 use crate::config::ClientConfig;
 use crate::error::excerpt;
 use crate::jwks::{JwkSet, Selection, SigningAlg};
@@ -208,6 +208,16 @@ pub enum IdTokenError {
         /// The claim.
         claim: &'static str,
     },
+    /// The hybrid flow's front-channel ID token and the token endpoint's name another `iss` or `sub`
+    /// (catalogue B8).
+    #[error("the ID token from the token endpoint has another `{claim}` than the callback's")]
+    FrontChannelMismatch {
+        /// The claim.
+        claim: &'static str,
+    },
+    /// A hybrid login's front-channel ID token was not verified before its tokens were asked for.
+    #[error("the callback's ID token was not verified")]
+    FrontChannelUnverified,
 }
 
 /// The claims of a verified ID token.
@@ -251,6 +261,7 @@ pub struct IdTokenExpectations<'a> {
     access_token: Option<&'a AccessToken>,
     code: Option<&'a AuthorizationCode>,
     require_c_hash: bool,
+    server_time: bool,
 }
 
 impl<'a> IdTokenExpectations<'a> {
@@ -280,6 +291,16 @@ impl<'a> IdTokenExpectations<'a> {
     /// Requires `c_hash` (the hybrid flow's front-channel ID token, OpenID Connect Core §3.3.2.11).
     pub fn require_c_hash(mut self) -> Self {
         self.require_c_hash = true;
+        self
+    }
+
+    /// Checks the token's times at the server's time as the token states it, not on the client's clock:
+    /// `exp` after `iat`, `nbf` not after `exp`. For an ID token that came straight from the token
+    /// endpoint in answer to this client's own refresh request, which cannot be a replay, so that a client
+    /// clock minutes off the server's does not end the login (catalogue E13). Logins check times on the
+    /// client's clock, with its skew (catalogue D4).
+    pub fn at_server_time(mut self) -> Self {
+        self.server_time = true;
         self
     }
 }
@@ -475,20 +496,32 @@ fn check_claims(
         None if c.aud.len() > 1 => return Err(IdTokenError::AzpMissing),
         _ => {}
     }
-    let skew = client.clock_skew();
-    let now_s = unix(now);
-    let skew_s = skew.as_secs();
     let exp = unix(c.exp);
-    if now_s >= exp.saturating_add(skew_s) {
-        return Err(IdTokenError::Expired { exp, now: now_s });
-    }
     let iat = unix(c.iat);
-    if iat > now_s.saturating_add(skew_s) {
-        return Err(IdTokenError::IssuedInFuture { iat, now: now_s });
-    }
-    if let Some(nbf) = c.nbf.map(unix) {
-        if nbf > now_s.saturating_add(skew_s) {
-            return Err(IdTokenError::NotYetValid { nbf, now: now_s });
+    if expect.server_time {
+        // The server's time is the token's `iat`: the token must be valid at it.
+        if exp <= iat {
+            return Err(IdTokenError::Expired { exp, now: iat });
+        }
+        if let Some(nbf) = c.nbf.map(unix) {
+            if nbf >= exp {
+                return Err(IdTokenError::NotYetValid { nbf, now: iat });
+            }
+        }
+    } else {
+        let skew = client.clock_skew();
+        let now_s = unix(now);
+        let skew_s = skew.as_secs();
+        if now_s >= exp.saturating_add(skew_s) {
+            return Err(IdTokenError::Expired { exp, now: now_s });
+        }
+        if iat > now_s.saturating_add(skew_s) {
+            return Err(IdTokenError::IssuedInFuture { iat, now: now_s });
+        }
+        if let Some(nbf) = c.nbf.map(unix) {
+            if nbf > now_s.saturating_add(skew_s) {
+                return Err(IdTokenError::NotYetValid { nbf, now: now_s });
+            }
         }
     }
     if let Some(sent) = expect.nonce {
@@ -524,47 +557,56 @@ fn check_claims(
     Ok(())
 }
 
-impl Login {
-    /// Verifies the login's ID token (catalogue D): signature with `keys`, issuer, audience, times, the
-    /// nonce the login sent, and `at_hash` against the access token. [`IdTokenError::Missing`] when the
-    /// token response had no ID token.
-    pub fn verify_id_token(
-        &self,
-        client: &ClientConfig,
-        keys: &JwkSet,
-        now: SystemTime,
-    ) -> Result<IdTokenClaims, IdTokenError> {
-        let token = self.tokens.id_token.as_ref().ok_or(IdTokenError::Missing)?;
-        let expect =
-            IdTokenExpectations::new().nonce(self.nonce.as_deref()).access_token(&self.tokens.access_token);
-        verify_id_token(token, client, keys, &expect, now)
-    }
-}
-
 impl CodeExchange {
     /// Verifies the ID token that came with a hybrid (`code id_token`) callback, before the code is
     /// exchanged (catalogue B7): signature, issuer, audience, times, the nonce, and `c_hash`, which is
-    /// required and must match the code. `Ok(None)` when the callback carried no ID token.
+    /// required and must match the code. `Ok(None)` when the callback carried no ID token. Once verified,
+    /// its claims are kept: the token endpoint's ID token must name the same `iss` and `sub`
+    /// ([`crate::Login::verify`]).
     pub fn verify_front_channel(
-        &self,
+        &mut self,
         client: &ClientConfig,
         keys: &JwkSet,
         now: SystemTime,
     ) -> Result<Option<IdTokenClaims>, IdTokenError> {
         let Some(token) = self.front_channel_id_token() else {
-            return Ok(None);
+            return Ok(match &self.front {
+                crate::authorize::FrontChannel::Verified(c) => Some((**c).clone()),
+                _ => None,
+            });
         };
         let expect = IdTokenExpectations::new().nonce(self.nonce()).code(self.code()).require_c_hash();
-        verify_id_token(token, client, keys, &expect, now).map(Some)
+        let claims = verify_id_token(token, client, keys, &expect, now)?;
+        self.front = crate::authorize::FrontChannel::Verified(Box::new(claims.clone()));
+        Ok(Some(claims))
     }
 }
 
 impl IdTokenClaims {
-    /// Verifies an ID token received from a refresh (catalogue E4, OpenID Connect Core §12.2) against these
-    /// claims of the original one: fully verified like the first (signature, issuer, audience, times,
-    /// `at_hash` against the new access token when given), then `iss`, `sub`, `aud` and `azp` must be
-    /// unchanged, `auth_time` when present must be the original's, and a `nonce`, when present, the
-    /// original's.
+    /// The claims of an ID token that was verified when it was stored (a login's, or an earlier refresh's),
+    /// read again without checking its signature or times: the original that a refreshed ID token is
+    /// compared with. Never use it for a token that did not pass [`verify_id_token`].
+    pub fn from_verified(token: &IdToken) -> Result<IdTokenClaims, IdTokenError> {
+        let (h, p, _) = split(token.secret()).map_err(IdTokenError::Malformed)?;
+        let header = json_segment(h, "header").map_err(IdTokenError::Malformed)?;
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(SigningAlg::from_name)
+            .ok_or(IdTokenError::InvalidHeader("alg"))?;
+        match json_segment(p, "payload").map_err(IdTokenError::Malformed)? {
+            Value::Object(m) => read_claims(m, alg),
+            _ => Err(IdTokenError::Malformed(JwtFormatError::Json("payload"))),
+        }
+    }
+
+    /// Verifies an ID token received from a refresh (catalogue E4, E11, OpenID Connect Core §12.2) against
+    /// these claims of the original one: verified like a login's (signature with `keys`, issuer, audience
+    /// and `azp`, `exp` and `iat`, `at_hash` against the new access token when given), its times at the
+    /// server's time ([`IdTokenExpectations::at_server_time`]: it answers this client's own request, and
+    /// the client's clock may be minutes off); then `iss`, `sub` and `azp` must be unchanged, `aud` the
+    /// same set of audiences (RFC 7519 §4.1.3: `"x"` and `["x"]` are the same), `auth_time` when present
+    /// the original's, and a `nonce`, when present, the original's.
     pub fn verify_refreshed(
         &self,
         new: &IdToken,
@@ -573,7 +615,7 @@ impl IdTokenClaims {
         access_token: Option<&AccessToken>,
         now: SystemTime,
     ) -> Result<IdTokenClaims, IdTokenError> {
-        let mut expect = IdTokenExpectations::new();
+        let mut expect = IdTokenExpectations::new().at_server_time();
         if let Some(at) = access_token {
             expect = expect.access_token(at);
         }
@@ -584,7 +626,9 @@ impl IdTokenClaims {
         if fresh.sub != self.sub {
             return Err(IdTokenError::Changed { claim: "sub" });
         }
-        if fresh.aud != self.aud {
+        let same_audiences =
+            fresh.aud.iter().all(|a| self.aud.contains(a)) && self.aud.iter().all(|a| fresh.aud.contains(a));
+        if !same_audiences {
             return Err(IdTokenError::Changed { claim: "aud" });
         }
         if fresh.azp != self.azp {

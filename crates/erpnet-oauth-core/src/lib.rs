@@ -104,6 +104,7 @@ mod encode;
 pub mod error;
 pub mod id_token;
 pub mod jwks;
+pub mod lifecycle;
 pub mod manager;
 mod pkce;
 pub mod random;
@@ -118,19 +119,23 @@ pub mod userinfo;
 pub use api::{ApiError, DomainApiError, RetryAfter, check_api_response};
 pub use authorize::{
     AuthorizationRequest, BuildError, Callback, CallbackError, CodeExchange, Login, PendingLogin,
-    ResponseMode, ResponseType, TokenExchange,
+    ResponseMode, ResponseType, TokenExchange, VerifiedLogin,
 };
 pub use challenge::{BearerChallenge, Challenge, bearer_challenge, parse_challenges};
 pub use config::{
     AuthMethod, ClientConfig, ClientConfigBuilder, ConfigError, DEFAULT_CLOCK_SKEW, Endpoints, is_loopback,
 };
 pub use discovery::{DiscoveryError, ProviderMetadata};
-pub use error::OAuthError;
+pub use error::{Error, OAuthError};
 pub use id_token::{IdTokenClaims, IdTokenError, IdTokenExpectations, half_hash, verify_id_token};
 pub use jwks::{IgnoredKey, Jwk, JwkSet, JwksError, KeyCache, KeyType, SigningAlg};
+pub use lifecycle::{
+    FinishLogin, ForceRefresh, GetAccessToken, GetUserInfo, HandleTimeout, Input, LogOut, LoggedIn, Logout,
+    Operation, Renewal as RenewalOp, Revocation, SendRequest, Step, Target,
+};
 pub use manager::{
-    Access, ApiCall, ApiOutcome, LoginRequired, ManagerOptions, Output, RefreshError, RefreshId, Reloaded,
-    Renewal, TokenManager,
+    Access, ApiCall, ApiOutcome, Keys, LoginRequired, ManagerOptions, Output, RefreshError, RefreshId,
+    Reloaded, Renewal, TokenManager,
 };
 pub use random::{RandomError, RandomSource, SeededRandom};
 pub use revocation::{EndSession, RevocationError, parse_revocation_response};
@@ -139,7 +144,7 @@ pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,
 };
 pub use store::{StoreError, StoreLock};
-pub use token::{Grant, StoreFormatError, TokenError, TokenSet, parse_token_response};
+pub use token::{Grant, StoreFormatError, TokenError, TokenSet, parse_token_response, salvage_refresh_token};
 pub use transport::HttpOptions;
 pub use userinfo::{InvalidBearer, UserInfo, UserInfoError, parse_userinfo_response};
 

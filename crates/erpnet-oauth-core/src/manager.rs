@@ -1,5 +1,9 @@
 //! The long-lived token manager: an input/output machine that keeps one login's tokens usable for weeks.
 //!
+//! Adapters normally do not drive it by hand: the operations of [`crate::lifecycle`] do, and an adapter
+//! only carries out their steps. This page documents the machine itself, for those operations, for the
+//! property tests and for anyone writing a driver of their own.
+//!
 //! # Call order
 //!
 //! The adapter owns the clock, the sockets and the store, and drives the machine:
@@ -7,14 +11,17 @@
 //! 1. For each API call, [`TokenManager::begin_call`], then [`TokenManager::authorize`] (or
 //!    [`TokenManager::access_token`]): `Ready` means send; `Wait` means a renewal is under way.
 //! 2. After every input, drain [`TokenManager::poll_output`] until `None`:
-//!    - [`Output::Refresh`]: send this token request, then feed the answer to
-//!      [`TokenManager::handle_refresh_response`] (or the transport failure to
-//!      [`TokenManager::handle_refresh_failure`]). An adapter whose store is shared with other processes
-//!      first locks the store, re-reads it and calls [`TokenManager::handle_reloaded`], which says whether
-//!      to send at all.
+//!    - [`Output::Refresh`]: the renewal's request. Lock the store, re-read it and report what it holds
+//!      with [`TokenManager::handle_reloaded`], which says whether to send at all (another process may
+//!      have renewed meanwhile, or a request whose answer was lost may have rotated the refresh token:
+//!      catalogue E14). Send it and feed the answer to [`TokenManager::handle_refresh_response`] (or the
+//!      transport failure to [`TokenManager::handle_refresh_failure`]).
+//!    - [`Output::FetchKeys`]: a refreshed ID token needs the issuer's keys: send the JWKS request and
+//!      feed the answer to [`TokenManager::handle_keys_response`].
 //!    - [`Output::Persist`]: write these tokens to the store, then call [`TokenManager::handle_persisted`].
 //!      New tokens are not handed out before that: a rotated refresh token is stored before it is used.
-//!    - [`Output::Clear`]: the server rejected the refresh token (`invalid_grant`): delete the stored tokens.
+//!    - [`Output::Clear`]: the login is over (`invalid_grant`, or a refreshed ID token failed a security
+//!      check): delete the stored tokens.
 //! 3. Feed each API response to [`TokenManager::handle_api_response`]: `Retry` means authorize and send
 //!    again (once, after a 401); `Done` carries the result.
 //! 4. [`TokenManager::poll_timeout`] says when to call [`TokenManager::handle_timeout`] for a proactive
@@ -23,22 +30,36 @@
 //! # Invariants
 //!
 //! - At most one renewal request is in flight.
-//! - A token known to be expired (or expiring within the skew) is never handed out.
-//! - After a rotation the old refresh token is never sent again.
+//! - **A renewal never leads straight to another** (catalogue E9): a token is refreshed when it expires
+//!   within the margin ([`TokenSet::margin`]: the skew, but at most half the token's own lifetime), and a
+//!   call that waited for a renewal uses what the renewal brought, fresh or not. **One API call causes at
+//!   most one renewal**: a 401 to a call that already waited for one is returned, not renewed again.
+//! - A token known to be expired (or within the margin) is never handed out, except to a call that has
+//!   just waited for the renewal that brought it.
+//! - **Once a refresh grant is answered 200, the refresh token that was sent is never sent again**
+//!   (catalogue E10). An answer that fails a later check is not replayed: a refresh token that can be read
+//!   from it is kept; a security failure of its ID token (catalogue E4, E11) ends the login.
+//! - **Tokens refused by a security check are never handed out.**
 //! - Tokens are dropped only when the server answers `invalid_grant` (with a 4xx status; a 5xx keeps
-//!   them), the adapter finds the shared store empty, or the user logs out.
-//! - A login or logout drops the outputs not yet polled (they belong to the abandoned renewal).
+//!   them), a refreshed ID token fails a security check, the adapter finds the shared store empty, or the
+//!   user logs out.
+//! - A login or logout drops the outputs not yet polled (they belong to the abandoned renewal). A logout
+//!   waits for the renewal in flight ([`TokenManager::begin_logout`]), so that it revokes the latest
+//!   refresh token (catalogue G4).
 //! - A renewal failure is reported once to each call that began before it, unless newer tokens came
 //!   in the meantime.
 //! - A call is retried at most once.
+//! - A token response without `expires_in` gets [`ManagerOptions::fallback_lifetime`] (catalogue E12).
 
 use crate::api::{ApiError, check_api_response};
 use crate::challenge::bearer_challenge;
 use crate::config::ClientConfig;
 use crate::error::OAuthError;
+use crate::id_token::{IdTokenClaims, IdTokenError, IdTokenExpectations, verify_id_token};
+use crate::jwks::KeyCache;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, RefreshToken};
-use crate::token::{Grant, TokenError, TokenSet, parse_token_response};
+use crate::token::{Grant, TokenError, TokenSet, parse_token_response, salvage_refresh_token};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -58,13 +79,60 @@ pub enum Renewal {
 
 /// The manager's settings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ManagerOptions {
-    /// A token expiring within this margin is refreshed before use (catalogue E8). Default 60 s.
+    /// A token expiring within this margin is refreshed before use (catalogue E8). Default 60 s. For a
+    /// token whose lifetime is short, the margin is at most half its lifetime ([`TokenSet::margin`]).
     pub skew: Duration,
     /// How tokens are renewed. Default: with the refresh token.
     pub renewal: Renewal,
     /// After a failed timer-driven refresh, the next timer-driven attempt waits this long. Default 10 s.
     pub retry_backoff: Duration,
+    /// The lifetime given to an access token whose token response has no `expires_in` (catalogue E12):
+    /// it is then refreshed like any other, instead of being used until the API refuses it. Default
+    /// 300 s ([`Self::DEFAULT_FALLBACK_LIFETIME`]).
+    pub fallback_lifetime: Duration,
+}
+
+impl ManagerOptions {
+    /// The default [`Self::fallback_lifetime`]: 5 minutes. Short enough that a dead token is not used for
+    /// long, long enough that a server which never says (RFC 6749 §5.1 only recommends `expires_in`) is
+    /// not asked for a new token at every call.
+    pub const DEFAULT_FALLBACK_LIFETIME: Duration = Duration::from_secs(300);
+
+    /// The defaults with `renewal`.
+    pub fn new(renewal: Renewal) -> Self {
+        ManagerOptions { renewal, ..Self::default() }
+    }
+
+    /// Sets [`Self::skew`].
+    pub fn skew(mut self, skew: Duration) -> Self {
+        self.skew = skew;
+        self
+    }
+
+    /// Sets [`Self::retry_backoff`].
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.retry_backoff = backoff;
+        self
+    }
+
+    /// Sets [`Self::fallback_lifetime`].
+    pub fn fallback_lifetime(mut self, lifetime: Duration) -> Self {
+        self.fallback_lifetime = lifetime;
+        self
+    }
+
+    /// `tokens` as the manager keeps them: an access token without a known expiry, received at `now`,
+    /// gets [`Self::fallback_lifetime`] (catalogue E12).
+    pub fn with_expiry(&self, mut tokens: TokenSet, now: SystemTime) -> TokenSet {
+        if tokens.expires_at.is_none() {
+            let issued = tokens.issued_at.unwrap_or(now);
+            tokens.issued_at = Some(issued);
+            tokens.expires_at = issued.checked_add(self.fallback_lifetime);
+        }
+        tokens
+    }
 }
 
 impl Default for ManagerOptions {
@@ -73,6 +141,7 @@ impl Default for ManagerOptions {
             skew: Duration::from_secs(60),
             renewal: Renewal::RefreshToken,
             retry_backoff: Duration::from_secs(10),
+            fallback_lifetime: Self::DEFAULT_FALLBACK_LIFETIME,
         }
     }
 }
@@ -106,21 +175,28 @@ pub enum RefreshError {
     })]
     LoginRequired(LoginRequired),
     /// The token endpoint answered with an error other than `invalid_grant`, or something malformed. The
-    /// tokens are kept.
+    /// tokens are kept (after a malformed 200 answer, with the new refresh token when it could be read:
+    /// catalogue E10).
     #[error("the refresh failed: {0}")]
     Token(TokenError),
-    /// The refresh request did not get an answer (connection, timeout). The tokens are kept; try again.
+    /// The refresh request did not get an answer (connection, timeout). The tokens are kept; try again
+    /// (the next attempt re-reads the store first: catalogue E14).
     #[error("the refresh request failed: {0}")]
     Transport(String),
     /// The new tokens could not be stored. They are kept in memory.
     #[error("the new tokens could not be stored: {0}")]
     Persist(String),
+    /// The ID token of a refresh answer failed a security check (its signature, or a changed `iss`,
+    /// `sub` or `aud`: catalogue E4, E11). The tokens of that answer were never used, and the login was
+    /// ended: log in again.
+    #[error("the refreshed ID token was rejected ({0}); the login was ended")]
+    IdTokenRejected(IdTokenError),
 }
 
 impl RefreshError {
     /// Whether the user must log in again.
     pub fn is_login_required(&self) -> bool {
-        matches!(self, RefreshError::LoginRequired(_))
+        matches!(self, RefreshError::LoginRequired(_) | RefreshError::IdTokenRejected(_))
     }
 
     /// Whether trying again later may succeed.
@@ -134,12 +210,21 @@ impl RefreshError {
 }
 
 /// What the manager asks of the adapter. Drain with [`TokenManager::poll_output`] after every input.
-#[derive(Debug)]
+/// `Debug` shows the requests' method and URI only: their bodies hold the refresh token and the client
+/// secret.
 #[must_use]
 #[non_exhaustive]
 pub enum Output {
-    /// Send this token request and feed back the answer with the same id.
+    /// Send this token request and feed back the answer with the same id (after re-reading the store:
+    /// see the module docs).
     Refresh {
+        /// The renewal.
+        id: RefreshId,
+        /// The request.
+        request: http::Request<Vec<u8>>,
+    },
+    /// Send this JWKS request and feed back the answer with [`TokenManager::handle_keys_response`].
+    FetchKeys {
         /// The renewal.
         id: RefreshId,
         /// The request.
@@ -152,8 +237,25 @@ pub enum Output {
         /// The tokens to store.
         tokens: TokenSet,
     },
-    /// Delete the stored tokens: the server said `invalid_grant`.
+    /// Delete the stored tokens: the login is over.
     Clear,
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Refresh { id, request } => {
+                write!(f, "Refresh({id:?}, {} {})", request.method(), request.uri())
+            }
+            Output::FetchKeys { id, request } => {
+                write!(f, "FetchKeys({id:?}, {} {})", request.method(), request.uri())
+            }
+            Output::Persist { id, tokens } => {
+                f.debug_struct("Persist").field("id", id).field("tokens", tokens).finish()
+            }
+            Output::Clear => f.write_str("Clear"),
+        }
+    }
 }
 
 /// The answer to [`TokenManager::authorize`] or [`TokenManager::access_token`].
@@ -162,8 +264,8 @@ pub enum Output {
 pub enum Access<T> {
     /// Go ahead.
     Ready(T),
-    /// A renewal is under way: drain the outputs (this caller may be the one to send it), or wait for
-    /// the tokens to change, then ask again.
+    /// A renewal (or a logout) is under way: drain the outputs (this caller may be the one to send it), or
+    /// wait for the tokens to change, then ask again.
     Wait,
     /// No token can be had; the error says why.
     Failed(RefreshError),
@@ -185,6 +287,7 @@ pub struct ApiCall {
     failures_seen: u64,
     generation: Option<u64>,
     retried: bool,
+    renewed: bool,
 }
 
 impl ApiCall {
@@ -192,13 +295,34 @@ impl ApiCall {
     pub fn retried(&self) -> bool {
         self.retried
     }
+
+    /// Whether this call has waited for a renewal (its own or another's): it causes no other.
+    pub fn renewed(&self) -> bool {
+        self.renewed
+    }
 }
 
 #[derive(Debug)]
 enum State {
     Idle,
     InFlight(RefreshId),
-    Persisting(RefreshId, TokenSet),
+    /// The refresh was answered 200 with a new ID token, which is being verified (the keys may be
+    /// fetched): `fetched` when a key fetch for it was answered.
+    Verifying {
+        id: RefreshId,
+        tokens: TokenSet,
+        fetch: KeyFetch,
+    },
+    Persisting(RefreshId, TokenSet, Option<RefreshError>),
+    LoggingOut,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyFetch {
+    None,
+    Sent,
+    Answered,
+    Failed,
 }
 
 /// Whether the adapter should send a renewal after re-reading a shared store.
@@ -232,12 +356,28 @@ pub struct TokenManager {
     /// The access and refresh token the store holds as far as the manager knows: behind `tokens` after
     /// a failed `Persist`, so that re-reading them is not mistaken for another process's renewal.
     stored: Option<StoredPair>,
+    /// The issuer's signing keys, for the ID tokens of logins and refreshes.
+    keys: KeyCache,
+    /// A key fetch handed out by [`Self::poll_keys`] is under way.
+    keys_fetching: bool,
 }
 
 type StoredPair = (AccessToken, Option<RefreshToken>);
 
 fn pair(tokens: &TokenSet) -> StoredPair {
     (tokens.access_token.clone(), tokens.refresh_token.clone())
+}
+
+/// The answer to [`TokenManager::poll_keys`].
+#[derive(Debug)]
+#[must_use]
+pub enum Keys {
+    /// Verify with [`TokenManager::keys`] now.
+    Ready,
+    /// Send this JWKS request, then feed the answer to [`TokenManager::handle_fetched_keys`].
+    Fetch(http::Request<Vec<u8>>),
+    /// Another caller's fetch is under way: wait for the manager to change, then ask again.
+    Wait,
 }
 
 impl TokenManager {
@@ -263,6 +403,8 @@ impl TokenManager {
             login_required: LoginRequired::NoTokens,
             retry_not_before: None,
             outputs: VecDeque::new(),
+            keys: KeyCache::new(),
+            keys_fetching: false,
         }
     }
 
@@ -271,7 +413,17 @@ impl TokenManager {
         &self.client
     }
 
-    /// The tokens in use (not those of a renewal still being stored).
+    /// The client configuration, to share.
+    pub fn client_arc(&self) -> &Arc<ClientConfig> {
+        &self.client
+    }
+
+    /// The settings.
+    pub fn options(&self) -> &ManagerOptions {
+        &self.options
+    }
+
+    /// The tokens in use (not those of a renewal still being verified or stored).
     pub fn tokens(&self) -> Option<&TokenSet> {
         self.tokens.as_ref()
     }
@@ -281,18 +433,34 @@ impl TokenManager {
         self.generation
     }
 
-    /// Whether a renewal is in flight or being stored.
+    /// Whether a renewal is in flight, being verified or being stored.
     pub fn is_renewing(&self) -> bool {
-        !matches!(self.state, State::Idle)
+        matches!(self.state, State::InFlight(_) | State::Verifying { .. } | State::Persisting(..))
+    }
+
+    /// Whether a logout holds the manager ([`Self::begin_logout`]).
+    pub fn is_logging_out(&self) -> bool {
+        matches!(self.state, State::LoggingOut)
+    }
+
+    /// The issuer's signing keys held.
+    pub fn keys(&self) -> &KeyCache {
+        &self.keys
     }
 
     /// Starts an API call.
     pub fn begin_call(&self) -> ApiCall {
-        ApiCall { failures_seen: self.failures, generation: None, retried: false }
+        ApiCall { failures_seen: self.failures, generation: None, retried: false, renewed: false }
+    }
+
+    /// Marks every renewal failure so far as seen by `call` (it got the failure another way).
+    pub fn mark_failures_seen(&self, call: &mut ApiCall) {
+        call.failures_seen = self.failures;
     }
 
     /// A valid access token for `call` at `now`, queueing a renewal when it is missing, expired, within
-    /// the skew, or was refused by the API.
+    /// the margin, or was refused by the API, unless `call` has already waited for a renewal: then it
+    /// gets what that renewal brought (catalogue E9).
     pub fn access_token(&mut self, call: &mut ApiCall, now: SystemTime) -> Access<AccessToken> {
         if self.failures > call.failures_seen {
             call.failures_seen = self.failures;
@@ -301,19 +469,21 @@ impl TokenManager {
             }
         }
         if !matches!(self.state, State::Idle) {
+            call.renewed = true;
             return Access::Wait;
         }
         let renewal_possible = self.can_renew();
         match &self.tokens {
-            None if !renewal_possible => {
+            None if !renewal_possible || call.renewed => {
                 Access::Failed(RefreshError::LoginRequired(self.login_required.clone()))
             }
-            Some(t) if !self.rejected && t.is_fresh(now, self.options.skew) => {
+            Some(t) if call.renewed || (!self.rejected && t.is_fresh(now, self.options.skew)) => {
                 call.generation = Some(self.generation);
                 Access::Ready(t.access_token.clone())
             }
             _ if renewal_possible => {
                 self.queue_renewal();
+                call.renewed = true;
                 Access::Wait
             }
             _ => Access::Failed(RefreshError::LoginRequired(LoginRequired::NoRefreshToken)),
@@ -345,13 +515,14 @@ impl TokenManager {
     }
 
     /// Judges an API response to `call` (catalogue F2): a 401 whose challenge is `invalid_token` (or that
-    /// has none) queues one renewal and asks for one retry; a second 401 is returned.
+    /// has none) asks for one retry, after a renewal when the refused token is still the one in use; a
+    /// second 401, or a 401 to a call that already waited for a renewal (catalogue E9), is returned.
     pub fn handle_api_response<B: AsRef<[u8]>>(
         &mut self,
         call: &mut ApiCall,
         response: &http::Response<B>,
     ) -> ApiOutcome {
-        if response.status() == http::StatusCode::UNAUTHORIZED && !call.retried {
+        if response.status() == http::StatusCode::UNAUTHORIZED && !call.retried && !call.renewed {
             let challenge = bearer_challenge(response.headers());
             let token_refused = match challenge.as_ref().and_then(|c| c.error.as_deref()) {
                 None | Some("invalid_token") => true,
@@ -368,8 +539,8 @@ impl TokenManager {
         ApiOutcome::Done(check_api_response(response))
     }
 
-    /// Forces a renewal now (the CLI's `refresh`). Returns false when one is already under way or none
-    /// is possible.
+    /// Forces a renewal now (the CLI's `refresh`). Returns false when one is already under way, a logout
+    /// holds the manager, or none is possible.
     pub fn force_refresh(&mut self) -> bool {
         if !matches!(self.state, State::Idle) || !self.can_renew() {
             return false;
@@ -378,19 +549,29 @@ impl TokenManager {
         true
     }
 
-    /// When to call [`Self::handle_timeout`] to refresh before the token expires (catalogue E8).
+    /// Forces a renewal for `call` (which then counts as renewed): the CLI's `refresh`.
+    pub fn force_refresh_for(&mut self, call: &mut ApiCall) -> bool {
+        let queued = self.force_refresh();
+        if queued || self.is_renewing() {
+            call.renewed = true;
+        }
+        queued
+    }
+
+    /// When to call [`Self::handle_timeout`] to refresh before the token expires (catalogue E8): when it
+    /// stops being fresh ([`TokenSet::fresh_until`]), or after the backoff of a failed attempt.
     pub fn poll_timeout(&self) -> Option<SystemTime> {
         if !matches!(self.state, State::Idle) || !self.can_renew() {
             return None;
         }
-        let due = self.tokens.as_ref()?.expires_at?.checked_sub(self.options.skew)?;
+        let due = self.tokens.as_ref()?.fresh_until(self.options.skew)?;
         Some(match self.retry_not_before {
             Some(t) if t > due => t,
             _ => due,
         })
     }
 
-    /// The clock reached `now`: refresh proactively when the token is within the skew.
+    /// The clock reached `now`: refresh proactively when the token is within the margin.
     pub fn handle_timeout(&mut self, now: SystemTime) {
         if self.poll_timeout().is_some_and(|due| due <= now) {
             self.queue_renewal();
@@ -402,7 +583,29 @@ impl TokenManager {
         self.outputs.pop_front()
     }
 
+    /// Takes the queued renewal request, if there is one, leaving the other outputs queued: the caller
+    /// that takes it runs the renewal ([`crate::lifecycle::Renewal`]).
+    pub fn take_refresh(&mut self) -> Option<(RefreshId, http::Request<Vec<u8>>)> {
+        let at = self.outputs.iter().position(|o| matches!(o, Output::Refresh { .. }))?;
+        match self.outputs.remove(at) {
+            Some(Output::Refresh { id, request }) => Some((id, request)),
+            _ => None,
+        }
+    }
+
+    /// Takes the next output that belongs to the renewal under way (a key fetch, the tokens to store, the
+    /// store to clear), leaving a caller's queued [`Output::Refresh`] where it is.
+    pub fn poll_follow_up(&mut self) -> Option<Output> {
+        let at = self.outputs.iter().position(|o| !matches!(o, Output::Refresh { .. }))?;
+        self.outputs.remove(at)
+    }
+
     /// The token endpoint answered renewal `id`.
+    ///
+    /// A 200 answer spends the refresh token that was sent (catalogue E10): the tokens it brings are
+    /// verified (a new ID token against the keys, which may need [`Output::FetchKeys`]) and stored; if the
+    /// answer cannot be used, the refresh token it carries is kept when it can be read, and the one sent is
+    /// never sent again.
     pub fn handle_refresh_response<B: AsRef<[u8]>>(
         &mut self,
         id: RefreshId,
@@ -414,15 +617,24 @@ impl TokenManager {
         }
         let parsed = match (&self.options.renewal, &self.tokens) {
             (Renewal::RefreshToken, Some(old)) => {
-                parse_token_response(response, now, &old.scopes).and_then(|new| old.refreshed(new))
+                parse_token_response(response, now, &old.scopes).map(|new| old.refreshed(new))
             }
             (Renewal::ClientCredentials { scopes }, _) => parse_token_response(response, now, scopes),
             (Renewal::RefreshToken, None) => return,
         };
         match parsed {
             Ok(tokens) => {
-                self.state = State::Persisting(id, tokens.clone());
-                self.outputs.push_back(Output::Persist { id, tokens });
+                let tokens = self.options.with_expiry(tokens, now);
+                let new_id_token = match &self.tokens {
+                    Some(old) => tokens.id_token.is_some() && tokens.id_token != old.id_token,
+                    None => tokens.id_token.is_some(),
+                };
+                if new_id_token && self.options.renewal == Renewal::RefreshToken {
+                    self.state = State::Verifying { id, tokens, fetch: KeyFetch::None };
+                    self.verify_refreshed(now);
+                } else {
+                    self.persist(id, tokens, None);
+                }
             }
             // `invalid_grant` comes with a 400 (RFC 6749 §5.2); on a 5xx the server is failing, and the
             // tokens are kept like on any other 5xx (catalogue E6).
@@ -431,14 +643,15 @@ impl TokenManager {
                     && status < 500
                     && self.options.renewal == Renewal::RefreshToken =>
             {
-                self.state = State::Idle;
-                self.tokens = None;
-                self.generation += 1;
-                self.rejected = false;
-                self.login_required = LoginRequired::Rejected(error.clone());
-                self.stored = None;
-                self.outputs.push_back(Output::Clear);
+                self.end_login(LoginRequired::Rejected(error.clone()));
                 self.fail(RefreshError::LoginRequired(LoginRequired::Rejected(error)), now);
+            }
+            Err(e) if response.status().is_success() && self.options.renewal == Renewal::RefreshToken => {
+                // Answered 200: the refresh token sent is spent (catalogue E10). Keep the new one if it can
+                // be read, with the access token in use; otherwise keep no refresh token at all.
+                let Some(mut kept) = self.tokens.clone() else { return };
+                kept.refresh_token = salvage_refresh_token(response);
+                self.persist(id, kept, Some(RefreshError::Token(e)));
             }
             Err(e) => {
                 self.state = State::Idle;
@@ -447,35 +660,124 @@ impl TokenManager {
         }
     }
 
+    /// The JWKS request of renewal `id` ([`Output::FetchKeys`]) was answered (`Ok`) or got no answer
+    /// (`Err` with the reason).
+    pub fn handle_keys_response<B: AsRef<[u8]>>(
+        &mut self,
+        id: RefreshId,
+        response: Result<&http::Response<B>, &str>,
+        now: SystemTime,
+    ) {
+        let State::Verifying { id: current, fetch, .. } = &mut self.state else { return };
+        if *current != id || *fetch != KeyFetch::Sent {
+            return;
+        }
+        *fetch = match response.map(|r| self.keys.handle_jwks_response(r)) {
+            Ok(Ok(())) => KeyFetch::Answered,
+            _ => KeyFetch::Failed,
+        };
+        self.verify_refreshed(now);
+    }
+
+    /// Verifies the new ID token of the renewal in `State::Verifying`, asking for the keys first when
+    /// they are needed.
+    fn verify_refreshed(&mut self, now: SystemTime) {
+        let State::Verifying { id, tokens, fetch } = &mut self.state else { return };
+        let id = *id;
+        let Some(new) = tokens.id_token.clone() else { return };
+        if *fetch == KeyFetch::None {
+            if let Some(request) = self.keys.poll_fetch(&self.client, &new, now) {
+                *fetch = KeyFetch::Sent;
+                self.outputs.push_back(Output::FetchKeys { id, request });
+                return;
+            }
+        }
+        let fetch_failed = *fetch == KeyFetch::Failed;
+        let original =
+            self.tokens.as_ref().and_then(|t| t.id_token.as_ref()).map(IdTokenClaims::from_verified);
+        let result = match original {
+            Some(Ok(original)) => original
+                .verify_refreshed(&new, &self.client, self.keys.keys(), Some(&tokens.access_token), now)
+                .map(|_| ()),
+            // The stored ID token cannot be read again: nothing to compare with, so the new one is verified
+            // on its own.
+            Some(Err(_)) | None => {
+                let expect = IdTokenExpectations::new().at_server_time().access_token(&tokens.access_token);
+                verify_id_token(&new, &self.client, self.keys.keys(), &expect, now).map(|_| ())
+            }
+        };
+        match result {
+            Ok(()) => {
+                let State::Verifying { tokens, .. } = std::mem::replace(&mut self.state, State::Idle) else {
+                    return;
+                };
+                self.persist(id, tokens, None);
+            }
+            // The keys could not be had: not a security failure. The new refresh and access tokens are
+            // kept (catalogue E10); the new ID token, unverified, is not: the old one stays.
+            Err(IdTokenError::UnknownKey { .. } | IdTokenError::NoKey { .. }) if fetch_failed => {
+                let State::Verifying { mut tokens, .. } = std::mem::replace(&mut self.state, State::Idle)
+                else {
+                    return;
+                };
+                tokens.id_token = self.tokens.as_ref().and_then(|t| t.id_token.clone());
+                self.persist(id, tokens, None);
+            }
+            Err(e) => {
+                self.end_login(LoginRequired::NoTokens);
+                self.fail(RefreshError::IdTokenRejected(e), now);
+            }
+        }
+    }
+
     /// Renewal `id` got no answer (`reason` says why, for the callers). The tokens are kept.
     pub fn handle_refresh_failure(&mut self, id: RefreshId, reason: &str, now: SystemTime) {
-        if matches!(self.state, State::InFlight(current) if current == id) {
-            self.state = State::Idle;
-            self.fail(RefreshError::Transport(reason.to_owned()), now);
+        match &self.state {
+            State::InFlight(current) if *current == id => {
+                self.state = State::Idle;
+                self.fail(RefreshError::Transport(reason.to_owned()), now);
+            }
+            // Abandoned while its new ID token was being verified: the refresh was answered 200, so its
+            // tokens are not thrown away; unverified, they are not used either. The login is ended.
+            State::Verifying { id: current, .. } if *current == id => {
+                self.end_login(LoginRequired::NoTokens);
+                self.fail(RefreshError::Transport(reason.to_owned()), now);
+            }
+            // Abandoned while its tokens were being stored: they are the tokens in use (the old refresh
+            // token is spent), kept in memory.
+            State::Persisting(current, ..) if *current == id => {
+                self.handle_persisted(id, Err(reason.to_owned()), now);
+            }
+            _ => {}
         }
     }
 
     /// The tokens of renewal `id` were written to the store (`Ok`), or could not be (`Err` with the
     /// reason). Either way they are now the tokens in use: the server has already revoked the old ones.
     pub fn handle_persisted(&mut self, id: RefreshId, result: Result<(), String>, now: SystemTime) {
-        if !matches!(&self.state, State::Persisting(current, _) if *current == id) {
+        if !matches!(&self.state, State::Persisting(current, ..) if *current == id) {
             return;
         }
-        if let State::Persisting(_, tokens) = std::mem::replace(&mut self.state, State::Idle) {
+        let mut pending = None;
+        if let State::Persisting(_, tokens, failure) = std::mem::replace(&mut self.state, State::Idle) {
             if result.is_ok() {
                 self.stored = Some(pair(&tokens));
             }
+            pending = failure;
             self.adopt(Some(tokens));
         }
         match result {
             Ok(()) => self.retry_not_before = None,
             Err(reason) => self.fail(RefreshError::Persist(reason), now),
         }
+        if let Some(failure) = pending {
+            self.fail(failure, now);
+        }
     }
 
-    /// Before sending renewal `id`, an adapter whose store is shared with other processes locks the
-    /// store, re-reads it, and reports what it holds: if another process renewed the tokens meanwhile,
-    /// they are adopted and the request must not be sent (its refresh token may already be revoked).
+    /// Before sending renewal `id`, the store is locked and re-read, and what it holds reported here: if
+    /// another process renewed the tokens meanwhile, they are adopted and the request must not be sent
+    /// (its refresh token may already be revoked).
     ///
     /// A store still holding what this manager last stored, because writing newer tokens failed
     /// ([`Self::handle_persisted`] with `Err`), is behind, not newer: the request is sent, with the newer
@@ -508,6 +810,28 @@ impl TokenManager {
         self.adopt(Some(tokens));
     }
 
+    /// Starts a logout: `false` while a renewal is under way (wait for it: its answer may carry the
+    /// refresh token to revoke, catalogue G4). Once started, no renewal is queued and calls wait until
+    /// [`Self::handle_logout`] or [`Self::abort_logout`].
+    pub fn begin_logout(&mut self) -> bool {
+        if self.is_renewing() || !self.outputs.is_empty() && !matches!(self.state, State::Idle) {
+            return false;
+        }
+        if matches!(self.state, State::LoggingOut) {
+            return false;
+        }
+        self.outputs.clear();
+        self.state = State::LoggingOut;
+        true
+    }
+
+    /// A logout started with [`Self::begin_logout`] was abandoned before it finished.
+    pub fn abort_logout(&mut self) {
+        if matches!(self.state, State::LoggingOut) {
+            self.state = State::Idle;
+        }
+    }
+
     /// Forgets the tokens (local logout). The adapter deletes the store itself. A renewal in flight is
     /// abandoned and outputs not yet polled are dropped (a queued `Persist` would store the tokens again).
     pub fn handle_logout(&mut self) {
@@ -518,11 +842,54 @@ impl TokenManager {
         self.adopt(None);
     }
 
+    /// Whether the issuer's keys can verify `token` now, must be fetched, or are being fetched by another
+    /// caller (a login's ID token: catalogue D7).
+    pub fn poll_keys(&mut self, token: &crate::IdToken, now: SystemTime) -> Keys {
+        if self.keys_fetching {
+            return Keys::Wait;
+        }
+        match self.keys.poll_fetch(&self.client, token, now) {
+            Some(request) => {
+                self.keys_fetching = true;
+                Keys::Fetch(request)
+            }
+            None => Keys::Ready,
+        }
+    }
+
+    /// The answer to the fetch from [`Self::poll_keys`] (`None`: it got no answer).
+    pub fn handle_fetched_keys<B: AsRef<[u8]>>(
+        &mut self,
+        response: Option<&http::Response<B>>,
+    ) -> Result<(), crate::JwksError> {
+        self.keys_fetching = false;
+        match response {
+            Some(r) => self.keys.handle_jwks_response(r),
+            None => Ok(()),
+        }
+    }
+
     fn can_renew(&self) -> bool {
         match self.options.renewal {
             Renewal::RefreshToken => self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
             Renewal::ClientCredentials { .. } => true,
         }
+    }
+
+    fn persist(&mut self, id: RefreshId, tokens: TokenSet, failure: Option<RefreshError>) {
+        self.state = State::Persisting(id, tokens.clone(), failure);
+        self.outputs.push_back(Output::Persist { id, tokens });
+    }
+
+    /// The login is over: the tokens are dropped and the store is to be cleared.
+    fn end_login(&mut self, why: LoginRequired) {
+        self.state = State::Idle;
+        self.tokens = None;
+        self.generation += 1;
+        self.rejected = false;
+        self.login_required = why;
+        self.stored = None;
+        self.outputs.push_back(Output::Clear);
     }
 
     /// New tokens are in use: an earlier renewal failure is over, and calls that have not yet been told
@@ -572,6 +939,7 @@ mod tests {
         TokenSet {
             access_token: AccessToken::new(format!("at-{n}")),
             expires_at: Some(expires_at),
+            issued_at: None,
             refresh_token: Some(RefreshToken::new(format!("rt-{n}"))),
             id_token: None,
             scopes: Scopes::erpnet_default(),

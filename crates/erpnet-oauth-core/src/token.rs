@@ -3,7 +3,6 @@
 
 use crate::config::{AuthMethod, ClientConfig};
 use crate::error::{OAuthError, excerpt};
-use crate::id_token::UnverifiedClaims;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use serde::{Deserialize, Serialize};
@@ -59,12 +58,6 @@ pub enum TokenError {
     /// The ID token could not be read.
     #[error("the ID token is malformed: {0}")]
     MalformedIdToken(String),
-    /// A refreshed ID token names another issuer, subject or audience than the original (catalogue E4).
-    #[error("the refreshed ID token changed its `{claim}` claim")]
-    IdTokenChanged {
-        /// The claim that changed.
-        claim: &'static str,
-    },
 }
 
 impl TokenError {
@@ -97,6 +90,12 @@ pub struct TokenSet {
     /// When the access token expires, from `expires_in` and the `now` given; `None` when unknown.
     #[serde(with = "unix_time_opt", default)]
     pub expires_at: Option<SystemTime>,
+    /// When the access token was received, on the client's own clock (the `now` given to
+    /// [`parse_token_response`]); `None` when unknown. With [`Self::expires_at`] it gives the token's
+    /// lifetime, which bounds the refresh margin (see [`Self::is_fresh`]). Both are read on the client's
+    /// clock, so a server clock minutes off does not matter (catalogue E13).
+    #[serde(with = "unix_time_opt", default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<SystemTime>,
     /// The refresh token, when one was issued (needs `offline_access`).
     #[serde(default)]
     pub refresh_token: Option<RefreshToken>,
@@ -109,42 +108,47 @@ pub struct TokenSet {
 }
 
 impl TokenSet {
-    /// Whether the access token is still good at `now` with `skew` to spare. Unknown expiry counts as
-    /// good: the API's 401 will say otherwise.
-    pub fn is_fresh(&self, now: SystemTime, skew: Duration) -> bool {
-        match self.expires_at {
-            None => true,
-            Some(at) => now.checked_add(skew).is_some_and(|t| t < at),
+    /// The refresh margin for these tokens: `skew`, but never more than half the token's lifetime (when
+    /// [`Self::issued_at`] and [`Self::expires_at`] give it), so that a token whose whole lifetime is
+    /// shorter than the skew (servers may issue 1 s or 5 s tokens) is still fresh for a while after it
+    /// arrives (catalogue E9).
+    pub fn margin(&self, skew: Duration) -> Duration {
+        match (self.issued_at, self.expires_at) {
+            (Some(issued), Some(expires)) => {
+                skew.min(expires.duration_since(issued).unwrap_or(Duration::ZERO) / 2)
+            }
+            _ => skew,
         }
     }
 
+    /// Whether the access token is still good at `now` with [`Self::margin`]`(skew)` to spare. Unknown
+    /// expiry counts as good (a static reference token; the adapters give tokens from a token endpoint
+    /// without `expires_in` a fallback lifetime, catalogue E12): the API's 401 will say otherwise.
+    pub fn is_fresh(&self, now: SystemTime, skew: Duration) -> bool {
+        match self.expires_at {
+            None => true,
+            Some(at) => now.checked_add(self.margin(skew)).is_some_and(|t| t < at),
+        }
+    }
+
+    /// When these tokens stop being fresh ([`Self::is_fresh`]); `None` for an unknown expiry.
+    pub fn fresh_until(&self, skew: Duration) -> Option<SystemTime> {
+        let at = self.expires_at?;
+        Some(at.checked_sub(self.margin(skew)).unwrap_or(UNIX_EPOCH))
+    }
+
     /// The tokens after a refresh answered with `new`: a rotated refresh token replaces the old one
-    /// (catalogue E2), none keeps the old (E3); a new ID token must keep `iss`, `sub` and `aud` (E4),
-    /// none keeps the old one.
-    pub fn refreshed(&self, mut new: TokenSet) -> Result<TokenSet, TokenError> {
+    /// (catalogue E2), none keeps the old (E3); no new ID token keeps the old one. A new ID token is
+    /// checked against the old one by [`crate::IdTokenClaims::verify_refreshed`] (catalogue E4, E11),
+    /// which the token manager runs before the tokens are used.
+    pub fn refreshed(&self, mut new: TokenSet) -> TokenSet {
         if new.refresh_token.is_none() {
             new.refresh_token = self.refresh_token.clone();
         }
-        match (&self.id_token, &new.id_token) {
-            (Some(old), Some(fresh)) => {
-                let old =
-                    UnverifiedClaims::decode(old).map_err(|e| TokenError::MalformedIdToken(e.to_string()))?;
-                let fresh = UnverifiedClaims::decode(fresh)
-                    .map_err(|e| TokenError::MalformedIdToken(e.to_string()))?;
-                for (claim, a, b) in [
-                    ("iss", old.value.get("iss"), fresh.value.get("iss")),
-                    ("sub", old.value.get("sub"), fresh.value.get("sub")),
-                    ("aud", old.value.get("aud"), fresh.value.get("aud")),
-                ] {
-                    if a != b {
-                        return Err(TokenError::IdTokenChanged { claim });
-                    }
-                }
-            }
-            (Some(_), None) => new.id_token = self.id_token.clone(),
-            _ => {}
+        if new.id_token.is_none() {
+            new.id_token = self.id_token.clone();
         }
-        Ok(new)
+        new
     }
 }
 
@@ -473,7 +477,7 @@ fn token_set(raw: RawTokenResponse, now: SystemTime, requested: &Scopes) -> Resu
         Some(v) => {
             let secs = parse_expires_in(&v)?;
             // Whole seconds, as stores keep them: the expiry in memory and the stored one are the same.
-            let base = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let base = whole_seconds(now);
             let at = base.checked_add(secs).and_then(|t| UNIX_EPOCH.checked_add(Duration::from_secs(t)));
             Some(at.ok_or_else(|| TokenError::InvalidExpiresIn(secs.to_string()))?)
         }
@@ -484,7 +488,37 @@ fn token_set(raw: RawTokenResponse, now: SystemTime, requested: &Scopes) -> Resu
         Some(s) => Scopes::parse(&s),
         None => requested.clone(),
     };
-    Ok(TokenSet { access_token: AccessToken::new(access_token), expires_at, refresh_token, id_token, scopes })
+    let issued_at = UNIX_EPOCH.checked_add(Duration::from_secs(whole_seconds(now)));
+    Ok(TokenSet {
+        access_token: AccessToken::new(access_token),
+        expires_at,
+        issued_at,
+        refresh_token,
+        id_token,
+        scopes,
+    })
+}
+
+/// `now` in whole Unix seconds, as stores keep times.
+fn whole_seconds(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The `refresh_token` member of a 200 answer that [`parse_token_response`] refused for another reason
+/// (a bad `token_type`, `expires_in`, ...). Once a refresh grant is answered 200, a rotating server has
+/// revoked the refresh token that was sent; the new one, when it can be read, must be kept (catalogue
+/// E10). `None` when the body is not a JSON object or has no non-empty string `refresh_token`.
+pub fn salvage_refresh_token<B: AsRef<[u8]>>(response: &http::Response<B>) -> Option<RefreshToken> {
+    if !response.status().is_success() {
+        return None;
+    }
+    match serde_json::from_slice::<RawBody>(response.body().as_ref()) {
+        Ok(RawBody::Object(raw)) => match raw.refresh_token {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(RefreshToken::new(s)),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -662,6 +696,7 @@ mod tests {
         let t = TokenSet {
             access_token: AccessToken::new("at"),
             expires_at: Some(now()),
+            issued_at: None,
             refresh_token: Some(RefreshToken::new("rt-secret")),
             id_token: None,
             scopes: Scopes::parse("openid DomainApi"),
@@ -681,6 +716,7 @@ mod tests {
         let t = TokenSet {
             access_token: AccessToken::new("at"),
             expires_at: Some(now()),
+            issued_at: None,
             refresh_token: Some(RefreshToken::new("rt")),
             id_token: None,
             scopes: Scopes::parse("openid DomainApi"),

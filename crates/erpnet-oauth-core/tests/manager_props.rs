@@ -47,7 +47,7 @@ fn options(client_credentials: bool) -> ManagerOptions {
     } else {
         erpnet_oauth_core::Renewal::RefreshToken
     };
-    ManagerOptions { skew: SKEW, retry_backoff: BACKOFF, renewal }
+    ManagerOptions::new(renewal).skew(SKEW).retry_backoff(BACKOFF)
 }
 
 /// An unsigned ID token with the given subject (the manager only compares iss, sub and aud).
@@ -92,6 +92,7 @@ impl Tok {
         TokenSet {
             access_token: AccessToken::new(&self.at),
             expires_at: self.exp,
+            issued_at: None,
             refresh_token: self.rt.as_deref().map(RefreshToken::new),
             id_token: self.id.as_deref().map(IdToken::new),
             scopes: self.scopes.clone(),

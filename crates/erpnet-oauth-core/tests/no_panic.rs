@@ -248,6 +248,7 @@ fn initial_tokens() -> TokenSet {
     TokenSet {
         access_token: AccessToken::new("at-0"),
         expires_at: Some(now()),
+        issued_at: None,
         refresh_token: Some(RefreshToken::new("rt-0")),
         id_token: None,
         scopes: Scopes::erpnet_default(),
@@ -346,7 +347,7 @@ proptest! {
         let exchange = p.handle_callback(&client(), Callback::Query(&format!("code=abc&state={state}"))).unwrap();
         let (_, waiting) = exchange.into_request(&client());
         match waiting.handle_response(&r, now()) {
-            Ok(login) => prop_assert!(login.tokens.id_token.is_some(), "openid was asked for"),
+            Ok(login) => prop_assert!(login.id_token().is_some(), "openid was asked for"),
             Err(e) => { let _ = e.to_string(); }
         }
     }

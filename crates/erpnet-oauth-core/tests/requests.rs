@@ -211,6 +211,7 @@ fn domain_api_call_with_bearer() {
     let tokens = TokenSet {
         access_token: AccessToken::new("at-1"),
         expires_at: Some(now() + Duration::from_secs(3600)),
+        issued_at: None,
         refresh_token: Some(RefreshToken::new("rt-1")),
         id_token: None,
         scopes: Scopes::erpnet_default(),

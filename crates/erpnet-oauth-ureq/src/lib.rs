@@ -3,8 +3,10 @@
 //! the refresh token, without ever burning a rotated refresh token.
 //!
 //! This crate is a thin adapter over the sans-IO [`erpnet_oauth_core`]: it owns the sockets (a ureq 3
-//! agent: timeouts, no redirects, error statuses read as responses, bounded bodies), the clock, the OS
-//! random source and the token store. Every protocol decision is the core's.
+//! agent: timeouts, no redirects, error statuses read as responses, bounded bodies; your own agent if
+//! you like, [`SessionBuilder::agent`]), the clock, the OS random source and the token store. Every
+//! protocol decision is the core's: each [`Session`] method drives one operation of
+//! [`erpnet_oauth_core::lifecycle`], carrying out the steps it asks for.
 //!
 //! - [`Session`]: `Send + Sync`, shared by `Arc`. [`Session::access_token`], [`Session::send`] and
 //!   [`Session::get`] refresh when needed (once, however many threads ask), retry a 401 once, and store
@@ -14,7 +16,8 @@
 //! - Stores: [`MemoryStore`], [`FileStore`] (atomic JSON, mode 0600, cross-process lock), or your own
 //!   [`TokenStore`].
 //! - Service apps: [`SessionBuilder::client_credentials`].
-//! - Errors: [`Error`] wraps the core's typed errors and adds transport and store failures.
+//! - Errors: [`Error`] is the core's: its typed errors, transport and store failures, and what is
+//!   retryable or needs a new login, decided once for both adapters.
 //!
 //! # The seed, end to end
 //!
@@ -50,7 +53,8 @@
 //! Before sending a refresh, the session takes the store's lock ([`TokenStore::lock`]), re-reads it and
 //! lets the core decide ([`erpnet_oauth_core::TokenManager::handle_reloaded`]): if another process already
 //! renewed the tokens, they are used and nothing is sent. The lock is released after the new tokens are
-//! written. So N processes finding the token expired make one refresh request.
+//! written. So N processes finding the token expired make one refresh request. A logout takes the same
+//! lock and revokes the refresh token the store holds, not an older one it loaded earlier.
 
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
@@ -58,17 +62,17 @@
 #![allow(clippy::result_large_err)]
 
 mod clock;
-mod error;
 mod login;
 mod session;
 mod store;
 mod transport;
 
 pub use clock::{Clock, OsRandom, SystemClock};
+pub use erpnet_oauth_core::Error;
 pub use erpnet_oauth_core::HttpOptions;
-pub use error::Error;
+pub use erpnet_oauth_core::lifecycle::{LoggedIn, Logout, Revocation};
 pub use login::{Cancel, ReceivedCallback, RedirectListener};
-pub use session::{LoggedIn, Logout, Revocation, Session, SessionBuilder};
+pub use session::{Session, SessionBuilder};
 pub use store::{FileStore, MemoryStore, StoreError, StoreLock, TokenStore};
 pub use transport::HttpClient;
 

@@ -1,15 +1,21 @@
 //! The session: one login's tokens, kept usable for many threads (and processes) at once.
 
+//!
+//! Every protocol decision is the core's ([`erpnet_oauth_core::lifecycle`]): each method here hands one of
+//! its operations to [`Session::drive`], which carries out the steps it asks for (send a request, lock,
+//! read, write or clear the store, run a renewal, wait for another thread's) and feeds back the results.
+
 use crate::Error;
 use crate::clock::{Clock, OsRandom, SystemClock};
 use crate::store::{MemoryStore, StoreLock, TokenStore};
 use crate::transport::HttpClient;
-use erpnet_oauth_core::HttpOptions;
+use erpnet_oauth_core::lifecycle::{
+    FinishLogin, ForceRefresh, GetAccessToken, GetUserInfo, HandleTimeout, Input, LogOut, LoggedIn, Logout,
+    Operation, SendRequest, Step,
+};
 use erpnet_oauth_core::{
-    Access, AccessToken, ApiCall, ApiOutcome, AuthorizationRequest, Callback, ClientConfig, IdToken,
-    IdTokenClaims, IdTokenError, JwkSet, KeyCache, LoginRequired, ManagerOptions, Output, PendingLogin,
-    ReferenceToken, RefreshError, RefreshId, Reloaded, Renewal, Scopes, TokenManager, TokenSet, UserInfo,
-    id_token::UnverifiedClaims, parse_revocation_response, parse_userinfo_response,
+    AccessToken, AuthorizationRequest, Callback, ClientConfig, HttpOptions, ManagerOptions, PendingLogin,
+    ReferenceToken, Renewal, Scopes, TokenManager, TokenSet, UserInfo,
 };
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -73,6 +79,15 @@ impl SessionBuilder {
         self
     }
 
+    /// Sends through your own ureq `agent` (a proxy, a company CA, your TLS settings) with the timeouts and
+    /// body limits of [`Self::http_options`] (set them first). The protocol's own rules are applied to each
+    /// request whatever the agent's configuration: no redirect followed, error statuses read as responses,
+    /// the timeouts. See [`HttpClient::with_agent`].
+    pub fn agent(mut self, agent: ureq::Agent) -> Self {
+        self.http_client = Some(HttpClient::with_agent(agent, self.http.clone()));
+        self
+    }
+
     /// Renew with `client_credentials` (ERP.net service applications, catalogue I1) asking for `scopes`
     /// (space-separated), instead of with a user's refresh token. No login is needed.
     pub fn client_credentials(mut self, scopes: &str) -> Self {
@@ -89,6 +104,7 @@ impl SessionBuilder {
             expires_at: None,
             refresh_token: None,
             id_token: None,
+            issued_at: None,
             scopes: Scopes::default(),
         }));
         self.options.renewal = Renewal::RefreshToken;
@@ -101,7 +117,6 @@ impl SessionBuilder {
         let tokens = self.store.load()?;
         let manager = TokenManager::new(self.client.clone(), tokens, self.options);
         Ok(Session {
-            keys: Mutex::new(KeyCache::new()),
             manager: Mutex::new(manager),
             changed: Condvar::new(),
             http: self.http_client.unwrap_or_else(|| HttpClient::new(self.http)),
@@ -112,61 +127,26 @@ impl SessionBuilder {
     }
 }
 
-/// A finished login: the stored tokens and the verified ID token's claims.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct LoggedIn {
-    /// The tokens, stored and in use.
-    pub tokens: TokenSet,
-    /// The verified ID token's claims (`sub` is the user); `None` when no ID token was issued (no
-    /// `openid` scope).
-    pub claims: Option<IdTokenClaims>,
-}
-
-/// What [`Session::logout`] did at the server.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Revocation {
-    /// The refresh token was revoked.
-    Revoked,
-    /// No refresh token was held.
-    NothingToRevoke,
-    /// The server has no revocation endpoint.
-    NotOffered,
-    /// The revocation failed; the tokens were deleted locally all the same.
-    Failed(Error),
-}
-
-/// The outcome of [`Session::logout`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Logout {
-    /// Whether tokens were held.
-    pub had_tokens: bool,
-    /// What happened at the server.
-    pub revocation: Revocation,
-}
-
 /// One login's tokens, kept usable: `Send + Sync`, share it with an `Arc`.
 ///
 /// - [`Session::access_token`] returns a valid access token, refreshing it when it is expired or expires
-///   within the skew.
-/// - [`Session::send`] attaches `Authorization: Bearer`, and on a 401 refreshes once and retries once.
+///   within the margin (the skew, at most half the token's lifetime: catalogue E8, E9).
+/// - [`Session::send`] attaches `Authorization: Bearer`, and on a 401 refreshes once and retries once; one
+///   call causes at most one refresh.
 /// - **Single flight**: however many threads find the token expired at once, one refresh request goes
-///   out; the thread that picked it up sends it without holding the session's lock, the others wait for
-///   its result. With a shared store ([`crate::FileStore`]) the refresh runs under the store's
-///   cross-process lock after re-reading the store, so processes sharing it refresh once, not once each.
+///   out; the thread that picked it up runs it without holding the session's lock, the others wait for
+///   its result. The refresh runs under the store's cross-process lock after re-reading the store, so
+///   processes sharing a [`crate::FileStore`] refresh once, not once each.
 /// - **A rotated refresh token is stored before it is used**: new tokens are saved, then handed out. A
 ///   failed save is reported to the callers (`RefreshError::Persist`); the tokens stay in memory.
-/// - When the server rejects the refresh token (`invalid_grant`), the store is cleared and callers get
-///   an error for which [`Error::is_login_required`] is true.
+/// - When the server rejects the refresh token (`invalid_grant`), or a refreshed ID token fails a security
+///   check, the store is cleared and callers get an error for which [`Error::is_login_required`] is true.
 ///
 /// Errors: the thread that sent a refresh that got no answer gets the transport error itself
 /// ([`Error::Timeout`], [`Error::Connect`], ...); threads that waited for it get
 /// `Error::Refresh(RefreshError::Transport(..))`. Both are [`Error::is_retryable`], and the tokens are
 /// kept.
 pub struct Session {
-    keys: Mutex<KeyCache>,
     manager: Mutex<TokenManager>,
     changed: Condvar,
     http: HttpClient,
@@ -185,32 +165,19 @@ impl fmt::Debug for Session {
     }
 }
 
-/// Hands a renewal back to the manager as failed if the thread sending it unwinds (a panic), so that
-/// waiting threads are woken instead of waiting forever.
-struct InFlight<'a> {
+/// An operation being driven: abandoned (so that other threads are not left waiting for what it holds)
+/// if its thread unwinds before it is done.
+struct Driving<'a, O: Operation> {
     session: &'a Session,
-    id: RefreshId,
-    armed: bool,
+    op: O,
+    done: bool,
 }
 
-impl InFlight<'_> {
-    fn fail(mut self, reason: &str) {
-        self.armed = false;
-        let now = self.session.clock.now();
-        self.session.lock().handle_refresh_failure(self.id, reason, now);
-        self.session.changed.notify_all();
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for InFlight<'_> {
+impl<O: Operation> Drop for Driving<'_, O> {
     fn drop(&mut self) {
-        if self.armed {
+        if !self.done {
             let now = self.session.clock.now();
-            self.session.lock().handle_refresh_failure(self.id, "the refreshing thread panicked", now);
+            self.op.abandon(&mut self.session.lock(), now);
             self.session.changed.notify_all();
         }
     }
@@ -270,276 +237,113 @@ impl Session {
 
     /// Finishes a login with the callback the redirect URI received: a query string
     /// ([`Callback::Query`], the seed's), a `form_post` body ([`Callback::FormPost`]) or the full URL.
-    ///
-    /// In order: checks the callback (state, `iss`, errors); verifies a front-channel ID token of the
-    /// hybrid flow (signature, nonce, `c_hash`) before the code is exchanged (catalogue B7); exchanges the
-    /// code (one request: a network failure is not retried with the same code); verifies the ID token
-    /// (signature against the JWKS, issuer, audience, expiry, nonce, `at_hash`: catalogue D), fetching the
-    /// signing keys when needed (once more for an unknown `kid`, at most once a minute); then stores the
-    /// tokens and makes them the session's. Nothing is stored when a check fails.
-    ///
-    /// If the tokens cannot be stored they are still used in memory, and the store error is returned.
+    /// See [`FinishLogin`] for the checks, in order; nothing is stored when one fails. If the tokens cannot
+    /// be stored they are still used in memory, and the store error is returned.
     pub fn finish_login(&self, pending: PendingLogin, callback: Callback<'_>) -> Result<LoggedIn, Error> {
-        let exchange = pending.handle_callback(&self.client, callback)?;
-        if let Some(token) = exchange.front_channel_id_token() {
-            self.with_keys(token, |keys, now| exchange.verify_front_channel(&self.client, keys, now))?;
-        }
-        let (request, waiting) = exchange.into_request(&self.client);
-        let response = self.http.send_token_request(&request)?;
-        drop(request);
-        let login = waiting.handle_response(&response, self.clock.now())?;
-        let claims = match &login.tokens.id_token {
-            Some(token) => {
-                Some(self.with_keys(token, |keys, now| login.verify_id_token(&self.client, keys, now))?)
-            }
-            None => None,
-        };
-        let tokens = login.tokens;
-        let saved = self.store.lock().and_then(|_lock| self.store.save(&tokens));
-        self.lock().handle_login(tokens.clone());
-        self.changed.notify_all();
-        saved?;
-        Ok(LoggedIn { tokens, claims })
+        self.drive(FinishLogin::new(&self.client, pending, callback))
     }
 
-    /// Verifies with the signing keys, fetching them first when the cache has none or lacks the token's
-    /// `kid` (rate-limited by the core's [`KeyCache`]).
-    fn with_keys<T>(
-        &self,
-        token: &IdToken,
-        verify: impl FnOnce(&JwkSet, SystemTime) -> Result<T, IdTokenError>,
-    ) -> Result<T, Error> {
-        let mut cache = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = self.clock.now();
-        if let Some(request) = cache.poll_fetch(&self.client, token, now) {
-            let response = self.http.send_token_request(&request)?;
-            cache.handle_jwks_response(&response)?;
-        }
-        Ok(verify(cache.keys(), self.clock.now())?)
-    }
-
-    /// A valid access token, refreshed first when it is expired or expires within the skew (catalogue
+    /// A valid access token, refreshed first when it is expired or expires within the margin (catalogue
     /// E8). With client credentials, a new token is requested when needed.
     pub fn access_token(&self) -> Result<AccessToken, Error> {
-        let mut call = self.lock().begin_call();
-        self.acquire(&mut call, |m, call, now| m.access_token(call, now))
+        self.drive(GetAccessToken::new())
     }
 
     /// Sends `request` with `Authorization: Bearer <token>` (catalogue F1). The request must go to the
     /// instance (same scheme, host and port): the token is never sent elsewhere ([`Error::Config`] with
-    /// `ConfigError::ForeignOrigin`). A 401 refusing the token
-    /// leads to one refresh and one retry (F2); other error statuses are returned as [`Error::Api`]
-    /// (403 with the missing scope, 429 with `Retry-After`, ERP.net business errors). The body is read up
-    /// to [`HttpOptions::api_body_limit`]; redirects are returned, not followed.
-    pub fn send(&self, mut request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
-        let limit = self.http.options().api_body_limit;
-        // The access token goes to the instance only (a request elsewhere would leak it).
-        self.client.check_api_target(request.uri())?;
-        let mut call = self.lock().begin_call();
-        loop {
-            self.acquire(&mut call, |m, call, now| m.authorize(call, &mut request, now))?;
-            let response = self.http.send(&request, limit)?;
-            match self.lock().handle_api_response(&mut call, &response) {
-                ApiOutcome::Retry => continue,
-                ApiOutcome::Done(Ok(())) => return Ok(response),
-                ApiOutcome::Done(Err(e)) => return Err(Error::Api(e)),
-            }
-        }
+    /// `ConfigError::ForeignOrigin`). A 401 refusing the token leads to one refresh and one retry (F2);
+    /// other error statuses are returned as [`Error::Api`] (403 with the missing scope, 429 with
+    /// `Retry-After`, ERP.net business errors). The body is read up to [`HttpOptions::api_body_limit`];
+    /// redirects are returned, not followed.
+    pub fn send(&self, request: http::Request<Vec<u8>>) -> Result<http::Response<Vec<u8>>, Error> {
+        self.drive(SendRequest::new(request))
     }
 
     /// `GET` of `path_or_url`: a path such as `/api/domain/odata/Crm_Customers?$top=10` is resolved
     /// against the instance; an absolute URL is used as is (plain http only to loopback hosts, unless
     /// allowed in the configuration). See [`Self::send`].
     pub fn get(&self, path_or_url: &str) -> Result<http::Response<Vec<u8>>, Error> {
-        let request = http::Request::get(self.request_uri(path_or_url)?)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Vec::new())
-            .map_err(|e| Error::Http(e.to_string()))?;
-        self.send(request)
+        self.send(self.client.get_request(path_or_url)?)
     }
 
     /// Renews the access token now, whether or not it is expired (the CLI's `refresh`). When a renewal
     /// is already under way, waits for it instead.
     pub fn refresh(&self) -> Result<(), Error> {
-        let mut manager = self.lock();
-        let mut call = manager.begin_call();
-        if !manager.force_refresh() && !manager.is_renewing() {
-            let reason = match manager.tokens() {
-                None => LoginRequired::NoTokens,
-                Some(_) => LoginRequired::NoRefreshToken,
-            };
-            return Err(Error::Refresh(RefreshError::LoginRequired(reason)));
-        }
-        drop(manager);
-        self.acquire(&mut call, |m, call, now| m.access_token(call, now)).map(|_| ())
+        self.drive(ForceRefresh::new())
     }
 
-    /// The signed-in user's claims from the UserInfo endpoint, with the current access token; their `sub`
-    /// must be the ID token's (OpenID Connect Core §5.3.2); without an ID token (no `openid` scope) the
-    /// answer cannot be checked and [`IdTokenError::Missing`] is returned.
+    /// The signed-in user's claims from the UserInfo endpoint ([`GetUserInfo`]).
     pub fn userinfo(&self) -> Result<UserInfo, Error> {
-        let token = self.access_token()?;
-        let expected = self
-            .tokens()
-            .and_then(|t| t.id_token)
-            .and_then(|t| UnverifiedClaims::decode(&t).ok())
-            .and_then(|c| c.value.get("sub").and_then(|s| s.as_str()).map(str::to_owned))
-            .ok_or(Error::IdToken(IdTokenError::Missing))?;
-        let request = self.client.userinfo_request(&token)?;
-        let response = self.http.send_token_request(&request)?;
-        Ok(parse_userinfo_response(&response, &expected)?)
+        self.drive(GetUserInfo::new())
     }
 
-    /// Logs out: revokes the refresh token at the server when it offers revocation (RFC 7009, with the
-    /// same client authentication as the token endpoint: catalogue G1), then forgets the tokens and deletes
-    /// them from the store, whatever the revocation's outcome (G2). The outcome of the revocation is in the
-    /// returned [`Logout`]; an error is returned only when the store could not be cleared.
+    /// Logs out ([`LogOut`]): waits for a refresh under way, locks the store, re-reads it, revokes the
+    /// latest refresh token where the server offers revocation, then forgets the tokens and deletes them
+    /// from the store whatever the revocation's outcome. The outcome of the revocation is in the returned
+    /// [`Logout`]; an error is returned only when the store could not be locked or cleared.
     pub fn logout(&self) -> Result<Logout, Error> {
-        let _lock = self.store.lock()?;
-        let previous = {
-            let mut manager = self.lock();
-            let previous = manager.tokens().cloned();
-            manager.handle_logout();
-            previous
-        };
-        self.changed.notify_all();
-        let revocation = match previous.as_ref().and_then(|t| t.refresh_token.as_ref()) {
-            None => Revocation::NothingToRevoke,
-            Some(rt) => match self.client.revocation_request(rt) {
-                Err(_) => Revocation::NotOffered,
-                Ok(request) => match self.http.send_token_request(&request) {
-                    Ok(response) => match parse_revocation_response(&response) {
-                        Ok(()) => Revocation::Revoked,
-                        Err(e) => Revocation::Failed(e.into()),
-                    },
-                    Err(e) => Revocation::Failed(e),
-                },
-            },
-        };
-        self.store.clear()?;
-        Ok(Logout { had_tokens: previous.is_some(), revocation })
+        self.drive(LogOut::new())
     }
 
-    /// `path_or_url` as a request URI. A plain path (`/api/...`) is appended to the instance URL, which
-    /// was checked when the configuration was built; anything else goes through
-    /// [`ClientConfig::resolve`] (joining, encoding, the plain-http rule).
-    fn request_uri(&self, path_or_url: &str) -> Result<http::Uri, Error> {
-        if path_or_url.starts_with('/') && !path_or_url.starts_with("//") {
-            let base = self.client.instance().as_str().trim_end_matches('/');
-            if let Ok(uri) = http::Uri::try_from(format!("{base}{path_or_url}")) {
-                return Ok(uri);
-            }
-        }
-        let url = self.client.resolve(path_or_url)?;
-        http::Uri::try_from(url.as_str()).map_err(|e| Error::Http(e.to_string()))
+    /// When a proactive refresh is due (before the token expires, catalogue E8), for an application that
+    /// keeps its session warm with a timer of its own; `None` when none is planned. Then call
+    /// [`Self::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<SystemTime> {
+        self.lock().poll_timeout()
+    }
+
+    /// Refreshes now if [`Self::poll_timeout`] is due.
+    pub fn handle_timeout(&self) -> Result<(), Error> {
+        self.drive(HandleTimeout::new())
     }
 
     fn lock(&self) -> MutexGuard<'_, TokenManager> {
         self.manager.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Asks `ask` until it answers `Ready` or `Failed`. On `Wait`, this thread either sends the renewal
-    /// it found queued, or waits for the thread that does.
-    fn acquire<T>(
-        &self,
-        call: &mut ApiCall,
-        mut ask: impl FnMut(&mut TokenManager, &mut ApiCall, SystemTime) -> Access<T>,
-    ) -> Result<T, Error> {
-        let mut manager = self.lock();
+    /// Carries out `op`'s steps until it is done. The session's lock is held only while the operation
+    /// decides, never across I/O; the store's lock is held from `LockStore` to `UnlockStore`.
+    fn drive<O: Operation>(&self, op: O) -> Result<O::Output, Error> {
+        let mut driving = Driving { session: self, op, done: false };
+        let mut held: Option<StoreLock> = None;
+        let mut input = None;
         loop {
-            let now = self.clock.now();
-            match ask(&mut manager, call, now) {
-                Access::Ready(t) => return Ok(t),
-                Access::Failed(e) => return Err(Error::Refresh(e)),
-                Access::Wait => {}
+            let mut manager = self.lock();
+            let step = driving.op.step(&mut manager, input.take(), self.clock.now());
+            if let Step::Wait = step {
+                // Still holding the lock: a change made after the step cannot be missed.
+                drop(self.changed.wait(manager).unwrap_or_else(PoisonError::into_inner));
+                continue;
             }
-            match Self::take_refresh(&mut manager) {
-                Some((id, request)) => {
-                    drop(manager);
-                    self.run_refresh(id, request)?;
-                    manager = self.lock();
-                }
-                None => manager = self.changed.wait(manager).unwrap_or_else(PoisonError::into_inner),
-            }
-        }
-    }
-
-    /// Drains the outputs queued by an `authorize`/`access_token`: only a renewal can be there.
-    fn take_refresh(manager: &mut TokenManager) -> Option<(RefreshId, http::Request<Vec<u8>>)> {
-        let mut found = None;
-        while let Some(output) = manager.poll_output() {
-            if let Output::Refresh { id, request } = output {
-                found = Some((id, request));
-            }
-        }
-        found
-    }
-
-    /// Sends renewal `id` (outside the session's lock), under the store's cross-process lock, then stores
-    /// its result before anyone uses it.
-    fn run_refresh(&self, id: RefreshId, request: http::Request<Vec<u8>>) -> Result<(), Error> {
-        let in_flight = InFlight { session: self, id, armed: true };
-        let store_lock: StoreLock = match self.store.lock() {
-            Ok(l) => l,
-            Err(e) => {
-                in_flight.fail(&e.to_string());
-                return Err(e.into());
-            }
-        };
-        if self.store.is_shared() {
-            let stored = match self.store.load() {
-                Ok(s) => s,
-                Err(e) => {
-                    in_flight.fail(&e.to_string());
-                    return Err(e.into());
-                }
-            };
-            let reloaded = self.lock().handle_reloaded(id, stored);
-            if reloaded != Reloaded::Send {
-                // Another process renewed the tokens (now adopted): its refresh token may have revoked ours.
-                in_flight.disarm();
-                self.changed.notify_all();
-                return Ok(());
-            }
-        }
-        let response = self.http.send_token_request(&request);
-        drop(request);
-        let mut manager = self.lock();
-        let now = self.clock.now();
-        match &response {
-            Ok(r) => manager.handle_refresh_response(id, r, now),
-            Err(e) => manager.handle_refresh_failure(id, &e.transport_reason(), now),
-        }
-        in_flight.disarm();
-        let mut result = response.map(|_| ());
-        while let Some(output) = manager.poll_output() {
-            match output {
-                Output::Persist { id, tokens } => {
-                    drop(manager);
-                    let saved = self.store.save(&tokens);
-                    manager = self.lock();
-                    let now = self.clock.now();
-                    manager.handle_persisted(id, saved.map_err(|e| e.to_string()), now);
-                }
-                Output::Clear => {
-                    drop(manager);
-                    let cleared = self.store.clear();
-                    manager = self.lock();
-                    if let Err(e) = cleared {
-                        result = Err(e.into());
+            drop(manager);
+            self.changed.notify_all();
+            input = Some(match step {
+                Step::Send { request, target } => match self.http.send(&request, self.http.limit(target)) {
+                    Ok(response) => Input::Response(response),
+                    Err(e) => Input::Failed(e),
+                },
+                Step::LockStore => match self.store.lock() {
+                    Ok(lock) => {
+                        held = Some(lock);
+                        Input::Locked(Ok(()))
                     }
+                    Err(e) => Input::Locked(Err(e)),
+                },
+                Step::LoadStore => Input::Loaded(self.store.load()),
+                Step::SaveStore(tokens) => Input::Saved(self.store.save(&tokens)),
+                Step::ClearStore => Input::Cleared(self.store.clear()),
+                Step::UnlockStore => {
+                    held = None;
+                    Input::Unlocked
                 }
-                Output::Refresh { id, .. } => {
-                    // Cannot happen (a renewal was just answered); never leave it pending.
-                    let now = self.clock.now();
-                    manager.handle_refresh_failure(id, "an unexpected second renewal was dropped", now);
+                Step::Renew(renewal) => Input::Renewed(self.drive(renewal)),
+                Step::Wait => continue,
+                Step::Done(result) => {
+                    driving.done = true;
+                    drop(held);
+                    return result;
                 }
-                _ => {}
-            }
+            });
         }
-        drop(manager);
-        self.changed.notify_all();
-        drop(store_lock);
-        result
     }
 }

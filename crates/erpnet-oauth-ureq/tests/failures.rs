@@ -291,6 +291,7 @@ fn tiny_session(port: u16) -> (Session, TokenSet) {
     let tokens = TokenSet {
         access_token: AccessToken::new("at"),
         expires_at: None,
+        issued_at: None,
         refresh_token: Some(RefreshToken::new("rt")),
         id_token: None,
         scopes: Scopes::default(),

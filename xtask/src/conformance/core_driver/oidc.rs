@@ -81,11 +81,13 @@ impl OidcDriver for CoreDriver {
                 verify_id_token(&token, &run.client, run.oidc.cache.keys(), &e, run.now)
             }
             None => {
-                let login = run.oidc.login.clone().ok_or_else(|| "no login has finished".to_owned())?;
-                if let Some(token) = &login.tokens.id_token {
-                    fetch_keys(run, token, wire);
+                let login = run.oidc.login.take().ok_or_else(|| "no login has finished".to_owned())?;
+                if let Some(token) = login.id_token().cloned() {
+                    fetch_keys(run, &token, wire);
                 }
-                login.verify_id_token(&run.client, run.oidc.cache.keys(), run.now)
+                login
+                    .verify(&run.client, run.oidc.cache.keys(), run.now)
+                    .and_then(|v| v.claims.ok_or(erpnet_oauth_core::IdTokenError::Missing))
             }
         };
         Ok(result.map(|claims| claims.sub).map_err(|e| format!("{e:?}")))
@@ -100,7 +102,7 @@ impl OidcDriver for CoreDriver {
         if let Some(token) = &token {
             fetch_keys(run, token, wire);
         }
-        let result = match run.logins.get(login) {
+        let result = match run.logins.get_mut(login) {
             Some(Slot::Code(exchange)) => {
                 exchange.verify_front_channel(&run.client, run.oidc.cache.keys(), run.now)
             }
