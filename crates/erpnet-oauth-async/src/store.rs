@@ -177,12 +177,12 @@ mod tests {
                 done.send(waiter.await.unwrap().unwrap()).unwrap();
             });
         });
-        match finished.recv_timeout(Duration::from_secs(60)) {
-            Ok(held) => assert!(held, "the waiter got the lock once it was released"),
-            Err(RecvTimeoutError::Timeout) => panic!("the runtime thread is blocked waiting for the lock"),
-            Err(RecvTimeoutError::Disconnected) => {
-                std::panic::resume_unwind(scenario.join().err().unwrap_or_else(|| Box::new("no result")))
-            }
+        let outcome = finished.recv_timeout(Duration::from_secs(60));
+        if let Err(RecvTimeoutError::Disconnected) = outcome {
+            // The scenario failed: its own panic message says why.
+            std::panic::resume_unwind(scenario.join().err().unwrap_or_else(|| Box::new("no result")));
         }
+        let held = outcome.expect("the runtime thread is blocked waiting for the lock");
+        assert!(held, "the waiter got the lock once it was released");
     }
 }
