@@ -16,7 +16,11 @@
 //!   The [`PendingLogin`] (state, nonce, PKCE verifier) is `Serialize`: keep it server-side in the
 //!   user's session.
 //! - Stores (async, usable as `dyn TokenStore`): [`MemoryStore`], [`FileStore`] (atomic JSON, mode 0600,
-//!   cross-process lock, blocking calls on `spawn_blocking`), or your own [`TokenStore`].
+//!   cross-process lock, blocking calls on `spawn_blocking`), or your own [`TokenStore`]. The two stores
+//!   are `erpnet-oauth-store`'s, re-exported (the blocking adapter uses the same ones, so both read and
+//!   write the same files). Their inherent `load`, `save`, `clear` (and the file store's `lock`) are
+//!   blocking calls that a method call on the value picks first: in async code, go through
+//!   [`TokenStore`] (`TokenStore::load(&store).await`).
 //! - Service apps: [`SessionBuilder::client_credentials`]. Logout with revocation: [`Session::logout`].
 //! - Errors: [`Error`] is the core's, the same as the blocking adapter's: its typed errors, transport and
 //!   store failures, and what is retryable or needs a new login, decided once.

@@ -108,6 +108,9 @@ async fn eight_processes_sharing_a_store_refresh_once_per_expiry() {
         assert_eq!(c.refresh_token_reuses, 0);
         assert_eq!(c.api_ok, 8 * round);
     }
-    let stored = FileStore::new(&store_path).load().await.unwrap().expect("the store holds the last tokens");
+    let stored = TokenStore::load(&FileStore::new(&store_path))
+        .await
+        .unwrap()
+        .expect("the store holds the last tokens");
     assert!(stored.refresh_token.is_some());
 }

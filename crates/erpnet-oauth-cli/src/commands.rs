@@ -6,7 +6,7 @@ use crate::exit::Failure;
 use crate::settings::{self, Settings};
 use erpnet_oauth_core::id_token::UnverifiedClaims;
 use erpnet_oauth_core::{ProviderMetadata, TokenSet};
-use erpnet_oauth_ureq::{FileStore, HttpOptions, Revocation, Session, TokenStore as _};
+use erpnet_oauth_ureq::{FileStore, HttpOptions, Revocation, Session};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, UNIX_EPOCH};
 

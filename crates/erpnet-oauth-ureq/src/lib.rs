@@ -14,7 +14,8 @@
 //! - Login: [`Session::start_login`] → the browser → [`RedirectListener`] (console apps) or your own
 //!   web server (web apps) → [`Session::finish_login`].
 //! - Stores: [`MemoryStore`], [`FileStore`] (atomic JSON, mode 0600, cross-process lock), or your own
-//!   [`TokenStore`].
+//!   [`TokenStore`]. The two stores are `erpnet-oauth-store`'s, re-exported: the async adapter uses the
+//!   same ones, so both read and write the same files.
 //! - Service apps: [`SessionBuilder::client_credentials`].
 //! - Errors: [`Error`] is the core's: its typed errors, transport and store failures, and what is
 //!   retryable or needs a new login, decided once for both adapters.

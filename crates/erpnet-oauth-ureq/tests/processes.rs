@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use erpnet_oauth_mock::{DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Endpoint, Fault};
-use erpnet_oauth_ureq::{ClientConfig, ClientSecret, FileStore, Session, TokenStore};
+use erpnet_oauth_ureq::{ClientConfig, ClientSecret, FileStore, Session};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};

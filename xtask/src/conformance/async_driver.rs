@@ -73,18 +73,18 @@ struct RecordingStore {
 
 impl TokenStore for RecordingStore {
     fn load(&self) -> BoxFuture<'_, Result<Option<TokenSet>, StoreError>> {
-        self.inner.load()
+        TokenStore::load(&self.inner)
     }
     fn save<'a>(&'a self, tokens: &'a TokenSet) -> BoxFuture<'a, Result<(), StoreError>> {
         lock(&self.events).push(StoreEvent::Save(view(tokens)));
-        self.inner.save(tokens)
+        TokenStore::save(&self.inner, tokens)
     }
     fn clear(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         lock(&self.events).push(StoreEvent::Clear);
-        self.inner.clear()
+        TokenStore::clear(&self.inner)
     }
     fn lock(&self) -> BoxFuture<'_, Result<StoreLock, StoreError>> {
-        self.inner.lock()
+        TokenStore::lock(&self.inner)
     }
 }
 
@@ -150,7 +150,7 @@ impl Driver for AsyncDriver {
             .http_options(HttpOptions::default().timeout(mock.timeout).connect_timeout(mock.timeout));
         let session = runtime.block_on(async {
             if let Some(tokens) = stored_tokens(setup) {
-                store.inner.save(&tokens).await.map_err(|e| format!("the store: {e}"))?;
+                TokenStore::save(&store.inner, &tokens).await.map_err(|e| format!("the store: {e}"))?;
             }
             builder.build().await.map_err(|e| format!("the session does not build: {e}"))
         })?;
