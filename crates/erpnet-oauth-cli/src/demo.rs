@@ -383,7 +383,9 @@ fn api_call(
             Access::Ready(()) => {}
             Access::Failed(e) => return Err(deviation(e)),
             Access::Wait => {
+                let mut handled = 0;
                 while let Some(output) = manager.poll_output() {
+                    handled += 1;
                     match output {
                         Output::Refresh { id, request } => {
                             println!("\n--- Access token renewal\n");
@@ -398,6 +400,15 @@ fn api_call(
                             manager.handle_refresh_response(id, &response, now);
                             refreshed = true;
                         }
+                        Output::FetchKeys { id, request } => {
+                            // The refresh brought a new ID token: it is verified against the issuer's keys
+                            // before anything is stored (catalogue E11).
+                            println!("\n--- The issuer's signing keys, for the refreshed ID token\n");
+                            print_request("GET", &request.uri().to_string(), request.headers(), &[]);
+                            let response = send(http, &request)?;
+                            print_response(&response, 4);
+                            manager.handle_keys_response(id, Ok(&response), now);
+                        }
                         Output::Persist { id, tokens: _ } => {
                             // A real application writes the tokens to its store here, before using them.
                             manager.handle_persisted(id, Ok(()), now);
@@ -405,6 +416,9 @@ fn api_call(
                         Output::Clear => return Err(deviation("the refresh token was rejected")),
                         _ => {}
                     }
+                }
+                if handled == 0 {
+                    return Err(deviation("the token manager is waiting and asked for nothing"));
                 }
                 println!("\n--- Retrying the call with the new access token\n");
                 continue;

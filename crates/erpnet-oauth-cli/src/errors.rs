@@ -20,6 +20,11 @@ pub fn failure(error: Error) -> Failure {
             }
             _ => format!("{error}: run `erpnet-oauth login`"),
         }),
+        // A refreshed ID token failed a security check: the server broke the protocol, and the login was
+        // ended (the stored tokens were deleted).
+        Error::Refresh(RefreshError::IdTokenRejected(_)) => {
+            Failure::server(format!("{error}: run `erpnet-oauth login` again"))
+        }
         Error::Refresh(RefreshError::Transport(_)) => Failure::network(format!("{error}; try again")),
         Error::Refresh(RefreshError::Persist(_)) | Error::Store(_) => {
             Failure::usage(format!("{error}; check that --store points to a writable directory"))

@@ -67,6 +67,9 @@ enum Store {
     Kept,
     /// A new access token; the refresh token as given.
     Renewed { refresh_token: &'static str },
+    /// Answered 200 but unusable (catalogue E10): the refresh token sent is spent. The access token is
+    /// kept; the refresh token is the answer's when it can be read, else none.
+    Spent { refresh_token: Option<&'static str> },
 }
 
 /// One misbehaviour of the token endpoint, met by `erpnet-oauth refresh`.
@@ -85,14 +88,14 @@ const TOKEN_ROWS: &[Refresh] = &[
         answer: || json(200, r#"{"access_token":"AT-new-1","expires_in":3600,"refresh_token":"RT-new-1"}"#),
         exit: 4,
         says: &["token_type"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: Some("RT-new-1") },
     },
     Refresh {
         id: "C2 token_type mac",
         answer: || json(200, r#"{"access_token":"AT-new-2","token_type":"mac","expires_in":3600}"#),
         exit: 4,
         says: &["token type `mac`"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C2 token_type in lower case",
@@ -124,21 +127,21 @@ const TOKEN_ROWS: &[Refresh] = &[
         answer: || json(200, r#"{"access_token":"AT-new-5","token_type":"Bearer","expires_in":0}"#),
         exit: 4,
         says: &["expires_in"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C2 expires_in negative",
         answer: || json(200, r#"{"access_token":"AT-new-6","token_type":"Bearer","expires_in":-5}"#),
         exit: 4,
         says: &["expires_in"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C2 expires_in not a number",
         answer: || json(200, r#"{"access_token":"AT-new-7","token_type":"Bearer","expires_in":"soon"}"#),
         exit: 4,
         says: &["expires_in"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C4 OAuth error with description and uri",
@@ -165,28 +168,28 @@ const TOKEN_ROWS: &[Refresh] = &[
         answer: || json(200, "null"),
         exit: 4,
         says: &["token response is malformed"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C4 200 with []",
         answer: || json(200, "[]"),
         exit: 4,
         says: &["token response is malformed"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C4 200 with a truncated object",
         answer: || json(200, "{\""),
         exit: 4,
         says: &["token response is malformed"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C4 200 with HTML",
         answer: || response(200, &[("content-type", "text/html")], "<html><body>Sign in</body></html>"),
         exit: 4,
         says: &["token response is malformed"],
-        store: Store::Kept,
+        store: Store::Spent { refresh_token: None },
     },
     Refresh {
         id: "C5/H1 a redirect from the token endpoint",
@@ -211,6 +214,7 @@ fn token_endpoint_misbehaviours_on_refresh() {
         h.login();
         let before = std::fs::read(h.token_file()).unwrap();
         let rt0 = h.refresh_token().unwrap();
+        let at0 = h.access_token().unwrap();
         let seen = script(&h, TOKEN_PATH, 1, row.answer);
         let o = h.run(h.store_only(&["refresh"]));
         let id = row.id;
@@ -222,6 +226,10 @@ fn token_endpoint_misbehaviours_on_refresh() {
         match row.store {
             Store::Kept => {
                 assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "{id}: the tokens are kept")
+            }
+            Store::Spent { refresh_token } => {
+                assert_eq!(h.access_token(), Some(at0.clone()), "{id}: the access token is kept");
+                assert_eq!(h.refresh_token().as_deref(), refresh_token, "{id}: the spent one is gone");
             }
             Store::Renewed { refresh_token } => {
                 assert!(
@@ -528,7 +536,7 @@ fn d_id_tokens_that_fail_validation_refuse_the_login_and_store_nothing() {
 }
 
 #[test]
-fn e4_a_refreshed_id_token_for_another_subject_is_refused_and_the_tokens_are_kept() {
+fn e4_a_refreshed_id_token_for_another_subject_ends_the_login() {
     let h = Harness::new();
     h.login();
     let before = std::fs::read(h.token_file()).unwrap();
@@ -540,6 +548,13 @@ fn e4_a_refreshed_id_token_for_another_subject_is_refused_and_the_tokens_are_kep
     h.secret(&id_token);
     script(&h, TOKEN_PATH, 1, move || with_id_token(&id_token));
     let o = h.run(h.store_only(&["refresh"]));
-    o.assert_only_error(4, &["sub"]);
-    assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "the tokens are kept");
+    // A security failure (catalogue E4, E11): the answer's tokens are never used, the refresh token sent is
+    // spent (answered 200), so the login is ended and the user told to log in again.
+    o.assert_only_error(4, &["sub", "the login was ended", "erpnet-oauth login"]);
+    assert!(h.stored().is_empty(), "the login was ended: no tokens are left");
+    assert_ne!(before.len(), 0);
+    // The next command needs a login, and sends nothing.
+    let grants = h.mock().counters().refresh_token_grants;
+    h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
+    assert_eq!(h.mock().counters().refresh_token_grants, grants);
 }

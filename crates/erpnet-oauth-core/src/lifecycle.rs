@@ -288,10 +288,8 @@ impl Operation for Renewal {
             }
             (P::Saving, Some(Input::Saved(result))) => {
                 let reason = result.as_ref().err().map(ToString::to_string);
+                // A failed write is reported to every caller by the manager (`RefreshError::Persist`).
                 manager.handle_persisted(self.id, reason.map_or(Ok(()), Err), now);
-                if let Err(e) = result {
-                    self.error = Some(e.into());
-                }
                 self.follow_up(manager)
             }
             (P::Clearing, Some(Input::Cleared(result))) => {

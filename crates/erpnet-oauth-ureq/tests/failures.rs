@@ -89,18 +89,28 @@ fn server_errors_on_refresh_keep_the_tokens_and_are_retryable() {
         assert_eq!(session.tokens().as_ref(), Some(&original), "{fault:?}: the tokens are kept");
         assert_eq!(FileStore::new(&path).load().unwrap().as_ref(), Some(&original));
     }
-    // A malformed 200 is not retryable but keeps the tokens too.
-    mock.inject_fault(Endpoint::Token, Fault::MalformedBody, Some(1));
-    let e = session.get(CUSTOMERS).unwrap_err();
-    assert!(matches!(e, Error::Refresh(RefreshError::Token(TokenError::Malformed { .. }))), "{e:?}");
-    assert_eq!(session.tokens().as_ref(), Some(&original));
-
     // The server is back: the next call refreshes and succeeds.
     assert_eq!(session.get(CUSTOMERS).unwrap().status(), 200);
     let c = mock.counters();
     assert_eq!(c.refresh_token_grants, 1);
     assert_eq!(c.invalid_grant_errors, 0);
-    assert_ne!(FileStore::new(&path).load().unwrap().unwrap().refresh_token, original.refresh_token);
+    let renewed = FileStore::new(&path).load().unwrap().unwrap();
+    assert_ne!(renewed.refresh_token, original.refresh_token);
+
+    // A malformed 200 is not retryable, and it spends the refresh token that was sent (catalogue E10: a
+    // rotating server has revoked it): the access token is kept, the refresh token is never sent again,
+    // and with no readable new one in the answer the next renewal needs a login.
+    mock.advance_clock(Duration::from_secs(3601));
+    mock.inject_fault(Endpoint::Token, Fault::MalformedBody, Some(1));
+    let e = session.get(CUSTOMERS).unwrap_err();
+    assert!(matches!(e, Error::Refresh(RefreshError::Token(TokenError::Malformed { .. }))), "{e:?}");
+    assert!(!e.is_retryable());
+    let kept = session.tokens().unwrap();
+    assert_eq!((&kept.access_token, &kept.refresh_token), (&renewed.access_token, &None));
+    assert_eq!(FileStore::new(&path).load().unwrap().as_ref(), Some(&kept), "stored before the error");
+    let e = session.get(CUSTOMERS).unwrap_err();
+    assert!(e.is_login_required(), "{e:?}");
+    assert_eq!(mock.counters().refresh_token_grants, 1, "the spent refresh token was not sent again");
 }
 
 #[test]
