@@ -183,11 +183,17 @@ fn token_endpoint_answering_html_500_keeps_the_tokens() {
 fn token_endpoint_answering_malformed_json_is_a_server_error() {
     let h = Harness::new();
     h.login();
-    let before = std::fs::read(h.token_file()).unwrap();
+    let at0 = h.access_token().unwrap();
     h.mock().inject_fault(Endpoint::Token, Fault::MalformedBody, Some(1));
     h.run(h.store_only(&["refresh"])).assert_only_error(4, &[]);
-    assert_eq!(std::fs::read(h.token_file()).unwrap(), before);
-    h.run(h.store_only(&["refresh"])).assert_success();
+    // Answered 200: the refresh token sent is spent (catalogue E10) and never sent again; the access token
+    // is kept, and with no readable refresh token in the answer the next renewal needs a login.
+    assert_eq!(h.access_token(), Some(at0));
+    assert_eq!(h.refresh_token(), None);
+    let grants = h.mock().counters().refresh_token_grants;
+    h.run(h.store_only(&["refresh"])).assert_only_error(3, &["erpnet-oauth login"]);
+    let c = h.mock().counters();
+    assert_eq!((c.refresh_token_grants, c.invalid_grant_errors), (grants, 0));
 }
 
 #[test]

@@ -318,10 +318,12 @@ impl Harness {
 
     /// Rewrites the stored access token's expiry (Unix seconds): how a test makes the CLI's own clock
     /// find the token expired, since the CLI runs on the system clock.
+    /// Makes the stored access token one of ERP.net's one-hour tokens that expires at `unix`.
     pub fn set_expires_at(&self, unix: u64) {
         let path = self.token_file();
         let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         json["tokens"]["expires_at"] = unix.into();
+        json["tokens"]["issued_at"] = unix.saturating_sub(3600).into();
         std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
     }
 
