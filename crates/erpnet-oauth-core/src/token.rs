@@ -121,20 +121,22 @@ impl TokenSet {
         }
     }
 
-    /// Whether the access token is still good at `now` with [`Self::margin`]`(skew)` to spare. Unknown
-    /// expiry counts as good (a static reference token; the adapters give tokens from a token endpoint
-    /// without `expires_in` a fallback lifetime, catalogue E12): the API's 401 will say otherwise.
+    /// Whether the access token is still good at `now` with [`Self::margin`]`(skew)` to spare: `now` is
+    /// before [`Self::fresh_until`]. Unknown expiry counts as good (a static reference token; tokens from a
+    /// token endpoint without `expires_in` get a fallback lifetime, catalogue E12): the API's 401 will say
+    /// otherwise.
     pub fn is_fresh(&self, now: SystemTime, skew: Duration) -> bool {
-        match self.expires_at {
-            None => true,
-            Some(at) => now.checked_add(self.margin(skew)).is_some_and(|t| t < at),
-        }
+        self.fresh_until(skew).is_none_or(|until| now < until)
     }
 
-    /// When these tokens stop being fresh ([`Self::is_fresh`]); `None` for an unknown expiry.
+    /// When these tokens stop being fresh: `expires_at` less the margin, rounded up to a whole second,
+    /// since times are kept in whole seconds (a 1 s token received at 12:00:00.7 expires at 12:00:01 and is
+    /// fresh until then, not never). Never after `expires_at`. `None` for an unknown expiry.
     pub fn fresh_until(&self, skew: Duration) -> Option<SystemTime> {
-        let at = self.expires_at?;
-        Some(at.checked_sub(self.margin(skew)).unwrap_or(UNIX_EPOCH))
+        let at = self.expires_at?.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let edge = at.saturating_sub(self.margin(skew));
+        let secs = edge.as_secs().saturating_add(u64::from(edge.subsec_nanos() > 0));
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs).min(at))
     }
 
     /// The tokens after a refresh answered with `new`: a rotated refresh token replaces the old one
