@@ -15,8 +15,12 @@
 //!   `form_post` callbacks, RFC 9207 `iss`.
 //! - Token requests for `authorization_code`, `refresh_token` and `client_credentials`, and strict parsing
 //!   of their answers into a [`TokenSet`].
-//! - The [`TokenManager`]: when to refresh, one refresh at a time, rotation, `invalid_grant`, 401 → one
-//!   refresh and one retry.
+//! - The [`TokenManager`]: when to refresh (the margin adapts to short-lived tokens), one refresh at a time,
+//!   rotation, `invalid_grant`, a refreshed ID token verified, 401 → one refresh and one retry, one call
+//!   causing at most one renewal.
+//! - A login's whole lifecycle as operations an adapter drives step by step ([`lifecycle`]: the login,
+//!   access tokens, API calls, a forced refresh, userinfo, logout, the timer), with one [`Error`] type:
+//!   both adapters are drivers of these operations, so that no protocol decision is taken twice.
 //! - Typed errors for every phase, `WWW-Authenticate` parsing, ERP.net's Domain API error bodies,
 //!   `Retry-After`.
 //! - OpenID Connect: discovery with the issuer check ([`ProviderMetadata`]), the JWKS ([`JwkSet`], RSA and
@@ -32,7 +36,8 @@
 //!   error a store reports ([`StoreError`]) and the cross-process lock it hands out ([`StoreLock`]).
 //!
 //! # Out of scope
-//! - Sending anything, storing anything, waiting for anything: the adapters do that.
+//! - Sending anything, storing anything, waiting for anything: the adapters do that, as the operations'
+//!   [`Step`]s ask.
 //! - Reading access tokens: they are opaque to the client (catalogue C7).
 //!
 //! # The whole flow
@@ -49,7 +54,7 @@
 //!
 //! // 1. Send the browser to the authorize URL.
 //! let mut rng = SeededRandom::new(1); // adapters use the OS random source
-//! let pending = AuthorizationRequest::new().build(&client, &mut rng)?;
+//! let pending = AuthorizationRequest::new().scope("offline_access DomainApi").build(&client, &mut rng)?;
 //! assert!(pending.authorize_url().starts_with(
 //!     "https://demodb.my.erp.net/id/connect/authorize?client_id=my.trusted.app%2Ffirst&"));
 //!
@@ -61,8 +66,11 @@
 //! let (request, waiting) = exchange.into_request(&client);
 //! assert_eq!(request.uri(), "https://demodb.my.erp.net/id/connect/token");
 //! let answer = http::Response::new(br#"{"access_token":"at1","token_type":"Bearer","expires_in":3600,
-//!     "refresh_token":"rt1","id_token":"h.p.s","scope":"openid profile DomainApi offline_access"}"#.to_vec());
+//!     "refresh_token":"rt1","scope":"DomainApi offline_access"}"#.to_vec());
 //! let login = waiting.handle_response(&answer, now)?;
+//! // The tokens come out only once the ID token is verified against the issuer's keys (here none was
+//! // asked for: no `openid`).
+//! let login = login.verify(&client, &JwkSet::default(), now)?;
 //!
 //! // 4. The manager keeps the tokens usable: bearer on each call, refresh when needed.
 //! let mut manager = TokenManager::new(client, Some(login.tokens), ManagerOptions::default());
@@ -89,6 +97,73 @@
 //! manager.handle_persisted(id, Ok(()), later);
 //! assert!(matches!(manager.authorize(&mut call, &mut api, later), Access::Ready(())));
 //! assert_eq!(api.headers()["authorization"], "Bearer at2");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Driving an operation
+//!
+//! Adapters do not call the manager by hand: each of their methods is one [`Operation`], stepped until it
+//! is done. Here an access token is asked for when the one held has expired: the operation locks the
+//! store, re-reads it, sends the refresh, stores the rotated tokens, unlocks, and hands out the new token.
+//!
+//! ```
+//! use erpnet_oauth_core::*;
+//! use std::time::{Duration, UNIX_EPOCH};
+//!
+//! let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first")
+//!     .client_secret(ClientSecret::new("my-secret"))
+//!     .build()?;
+//! let now = UNIX_EPOCH + Duration::from_secs(1_655_057_724);
+//! let expired = TokenSet {
+//!     access_token: AccessToken::new("at1"),
+//!     expires_at: Some(now),
+//!     issued_at: None,
+//!     refresh_token: Some(RefreshToken::new("rt1")),
+//!     id_token: None,
+//!     scopes: Scopes::parse("DomainApi offline_access"),
+//! };
+//! let mut manager = TokenManager::new(client, Some(expired.clone()), ManagerOptions::default());
+//! let mut store = Some(expired); // the adapter's store
+//! let mut steps = Vec::new();
+//!
+//! // The driver: an adapter's loop, with canned answers instead of a network.
+//! let mut op = GetAccessToken::new();
+//! let mut input = None;
+//! let token = loop {
+//!     let step = op.step(&mut manager, input.take(), now);
+//!     steps.push(format!("{step:?}").split('(').next().unwrap_or_default().to_owned());
+//!     input = Some(match step {
+//!         Step::Renew(mut renewal) => {
+//!             // A renewal is an operation of its own (an async adapter spawns it).
+//!             let mut r_input = None;
+//!             loop {
+//!                 let r_step = renewal.step(&mut manager, r_input.take(), now);
+//!                 steps.push(format!("{r_step:?}").split('(').next().unwrap_or_default().to_owned());
+//!                 r_input = Some(match r_step {
+//!                     Step::LockStore => Input::Locked(Ok(())),
+//!                     Step::LoadStore => Input::Loaded(Ok(store.clone())),
+//!                     Step::Send { request, .. } => {
+//!                         assert!(request.body().ends_with(b"grant_type=refresh_token&refresh_token=rt1"));
+//!                         Input::Response(http::Response::new(br#"{"access_token":"at2",
+//!                             "token_type":"Bearer","expires_in":3600,"refresh_token":"rt2"}"#.to_vec()))
+//!                     }
+//!                     Step::SaveStore(tokens) => {
+//!                         store = Some(tokens);
+//!                         Input::Saved(Ok(()))
+//!                     }
+//!                     Step::UnlockStore => Input::Unlocked,
+//!                     Step::Done(result) => break Input::Renewed(result),
+//!                     other => unreachable!("{other:?}"),
+//!                 });
+//!             }
+//!         }
+//!         Step::Done(result) => break result?,
+//!         other => unreachable!("{other:?}"),
+//!     });
+//! };
+//! assert_eq!(token.secret(), "at2");
+//! assert_eq!(store.and_then(|t| t.refresh_token).map(|t| t.secret().to_owned()).as_deref(), Some("rt2"));
+//! assert_eq!(steps, ["Renew", "LockStore", "LoadStore", "Send", "SaveStore", "UnlockStore", "Done", "Done"]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
