@@ -65,7 +65,7 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
 
     let spinner = Spinner::start("Waiting for the login in the browser (Ctrl-C to cancel)");
     phase.store(WAITING, Ordering::SeqCst);
-    let received = listener.wait();
+    let received = listener.wait(&pending);
     phase.store(BUSY, Ordering::SeqCst);
     spinner.stop();
     let callback = received.map_err(failure)?;

@@ -380,7 +380,7 @@ impl std::fmt::Debug for PendingLogin {
 }
 
 /// The callback as the redirect URI received it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Callback<'a> {
     /// The query string of a GET to the redirect URI (with or without the leading `?`), as in the seed.
     Query(&'a str),
@@ -388,6 +388,76 @@ pub enum Callback<'a> {
     Url(&'a str),
     /// The `application/x-www-form-urlencoded` body of a `form_post` callback.
     FormPost(&'a [u8]),
+}
+
+/// Tells a login's callback from the other requests a loopback listener receives (catalogue B9). Holds the
+/// login's state: its `Debug` does not show it.
+#[derive(Clone)]
+pub struct CallbackFilter {
+    path: String,
+    state: String,
+}
+
+impl std::fmt::Debug for CallbackFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackFilter").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl CallbackFilter {
+    /// What to do with a request: `method`, the request `target` (path and query) and the body. Only a
+    /// `GET` with a query, or a `POST` with a form body (`form_post`), to the redirect URI's path,
+    /// carrying exactly one `state` equal to the login's, is the callback; anything else (another path, a
+    /// favicon, a page that embeds the callback address, a stale callback of another login) is answered
+    /// with the status given and the listener keeps waiting. The callback may carry an `error`: it is the
+    /// login's answer all the same, and [`PendingLogin::handle_callback`] says what it means.
+    pub fn judge<'a>(&self, method: &str, target: &'a str, body: &'a [u8]) -> ListenerRequest<'a> {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        if path != self.path {
+            return ListenerRequest::Ignore {
+                status: 404,
+                reason: "This address is not the login's callback.",
+            };
+        }
+        let (callback, params) = match (method, query) {
+            ("GET", Some(q)) if !q.is_empty() => (Callback::Query(q), q.as_bytes()),
+            ("POST", _) if !body.is_empty() => (Callback::FormPost(body), body),
+            ("GET" | "POST", _) => {
+                return ListenerRequest::Ignore {
+                    status: 400,
+                    reason: "This address expects the login callback's parameters.",
+                };
+            }
+            _ => return ListenerRequest::Ignore { status: 405, reason: "Method not allowed." },
+        };
+        let mut states = parse_form(params).into_iter().filter(|(k, _)| k == "state");
+        match (states.next(), states.next()) {
+            (Some((_, state)), None) if constant_time_eq(state.as_bytes(), self.state.as_bytes()) => {
+                ListenerRequest::Callback(callback)
+            }
+            _ => ListenerRequest::Ignore {
+                status: 400,
+                reason: "This is not the callback of the login in progress.",
+            },
+        }
+    }
+}
+
+/// What a loopback listener does with a request ([`CallbackFilter::judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerRequest<'a> {
+    /// This login's callback: stop listening and finish the login with it.
+    Callback(Callback<'a>),
+    /// Not this login's callback: answer with `status` and a page saying `reason`, and keep waiting.
+    Ignore {
+        /// The HTTP status to answer with.
+        status: u16,
+        /// A sentence for the page.
+        reason: &'static str,
+    },
 }
 
 /// Why a callback was rejected. No token request is produced for a rejected callback.
@@ -452,6 +522,24 @@ impl PendingLogin {
     /// The response type asked for.
     pub fn response_type(&self) -> ResponseType {
         self.response_type
+    }
+
+    /// The redirect URI this login sends the browser back to.
+    pub fn redirect_uri(&self) -> &str {
+        &self.redirect_uri
+    }
+
+    /// What a loopback listener waiting for this login's callback does with a request it received
+    /// (catalogue B9): see [`CallbackFilter::judge`].
+    pub fn judge_request<'a>(&self, method: &str, target: &'a str, body: &'a [u8]) -> ListenerRequest<'a> {
+        self.callback_filter().judge(method, target, body)
+    }
+
+    /// What tells this login's callback from other requests, for a listener to keep (and share between
+    /// the threads serving its connections) while the pending login waits for the callback.
+    pub fn callback_filter(&self) -> CallbackFilter {
+        let path = url::Url::parse(&self.redirect_uri).map(|u| u.path().to_owned()).unwrap_or_default();
+        CallbackFilter { path, state: self.state.clone() }
     }
 
     /// Checks the callback (catalogue B): no repeated parameter, the state, then `iss`, then `error` or
@@ -686,6 +774,44 @@ mod tests {
     use super::*;
     use crate::config::ClientConfig;
     use crate::random::SeededRandom;
+
+    // Catalogue B9: only this login's callback ends the wait.
+    #[test]
+    fn a_listener_takes_only_this_logins_callback() {
+        let client = ClientConfig::builder("https://demodb.my.erp.net", "app")
+            .redirect_uri("http://127.0.0.1:8400/signin-callback")
+            .build()
+            .unwrap();
+        let pending =
+            AuthorizationRequest::new().state("s-1").build(&client, &mut SeededRandom::new(1)).unwrap();
+        let ignored =
+            |method: &str, target: &str, body: &[u8]| match pending.judge_request(method, target, body) {
+                ListenerRequest::Ignore { status, .. } => status,
+                ListenerRequest::Callback(c) => panic!("{method} {target} was taken as the callback: {c:?}"),
+            };
+        assert_eq!(ignored("GET", "/favicon.ico", b""), 404);
+        assert_eq!(ignored("GET", "/signin-callback/x?state=s-1&code=c", b""), 404);
+        assert_eq!(ignored("GET", "/signin-callback", b""), 400);
+        assert_eq!(ignored("GET", "/signin-callback?x=1", b""), 400, "an embedded <img src=...?x=1>");
+        assert_eq!(ignored("GET", "/signin-callback?code=c&state=other", b""), 400, "another login's");
+        assert_eq!(ignored("GET", "/signin-callback?code=c&state=s-1&state=s-1", b""), 400, "state repeated");
+        assert_eq!(ignored("GET", "/signin-callback?code=c&state=s-1x", b""), 400);
+        assert_eq!(ignored("POST", "/signin-callback", b"code=c&state=s-2"), 400);
+        assert_eq!(ignored("PUT", "/signin-callback?code=c&state=s-1", b""), 405);
+        assert_eq!(
+            pending.judge_request("GET", "/signin-callback?code=c&state=s-1", b""),
+            ListenerRequest::Callback(Callback::Query("code=c&state=s-1"))
+        );
+        assert_eq!(
+            pending.judge_request("GET", "/signin-callback?error=access_denied&state=s-1", b""),
+            ListenerRequest::Callback(Callback::Query("error=access_denied&state=s-1")),
+            "a refusal is this login's answer too"
+        );
+        assert_eq!(
+            pending.judge_request("POST", "/signin-callback", b"code=c&state=s-1"),
+            ListenerRequest::Callback(Callback::FormPost(b"code=c&state=s-1"))
+        );
+    }
 
     #[test]
     fn appending_the_query_gives_what_the_url_parser_gives() {

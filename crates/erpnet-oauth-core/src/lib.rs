@@ -196,8 +196,8 @@ pub mod userinfo;
 
 pub use api::{ApiError, DomainApiError, RetryAfter, check_api_response};
 pub use authorize::{
-    AuthorizationRequest, BuildError, Callback, CallbackError, CodeExchange, Login, PendingLogin,
-    ResponseMode, ResponseType, TokenExchange, VerifiedLogin,
+    AuthorizationRequest, BuildError, Callback, CallbackError, CallbackFilter, CodeExchange, ListenerRequest,
+    Login, PendingLogin, ResponseMode, ResponseType, TokenExchange, VerifiedLogin,
 };
 pub use challenge::{BearerChallenge, Challenge, bearer_challenge, parse_challenges};
 pub use config::{

@@ -61,7 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Sign-in callback.
-    let callback = listener.timeout(Duration::from_secs(30)).wait()?;
+    let callback = listener.timeout(Duration::from_secs(30)).wait(&pending)?;
     browser.join().map_err(|_| "the browser thread panicked")??;
     println!("2. Sign-in callback received at {redirect_uri}");
 

@@ -36,7 +36,7 @@
 //!     let listener = RedirectListener::bind("http://localhost/signin-callback")?;
 //!     let pending = session.start_login(AuthorizationRequest::new())?;
 //!     println!("Open this URL in your browser: {}", pending.authorize_url());
-//!     let callback = listener.wait()?;
+//!     let callback = listener.wait(&pending)?;
 //!     session.finish_login(pending, callback.as_callback())?;
 //! }
 //!

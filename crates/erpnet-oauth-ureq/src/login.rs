@@ -2,11 +2,12 @@
 //! external application"): it receives the browser's redirect after the login.
 
 use crate::Error;
-use erpnet_oauth_core::Callback;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use erpnet_oauth_core::{Callback, CallbackFilter, ListenerRequest, PendingLogin};
+use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers) the listener reads.
@@ -15,6 +16,11 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 /// How often the waiting loop checks the cancel flag and the deadline.
 const POLL: Duration = Duration::from_millis(25);
+/// How long one connection may take to send its whole request (catalogue B9): a client that trickles
+/// bytes is cut off, whatever the per-read timeout would allow.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections served at once; more are answered 503 and closed.
+const MAX_CONNECTIONS: usize = 16;
 
 /// Cancels a [`RedirectListener::wait`] from another thread (e.g. a Ctrl-C handler).
 #[derive(Debug, Clone, Default)]
@@ -69,15 +75,17 @@ impl ReceivedCallback {
 
 /// Listens on the redirect URI's loopback address for the browser's redirect after the login.
 ///
-/// It binds exactly the redirect URI's host and port (`localhost` binds `127.0.0.1`; no port means 80),
-/// answers requests to other paths with 404 and keeps waiting, takes the callback from a `GET` query
-/// or a `form_post` body, answers the browser with a short HTML page, and gives up after the timeout
-/// (default 300 s) or when cancelled.
+/// It binds exactly the redirect URI's host and port (`localhost` binds `127.0.0.1`; no port means 80) and
+/// takes only the callback of the login it waits for (catalogue B9, [`PendingLogin::judge_request`]):
+/// another path, a favicon, a request without this login's `state` (a web page embedding the callback
+/// address, another login's stale callback) gets an error page and the wait goes on. Connections are
+/// served at once, each on its own thread with a deadline for its whole request (10 s) and bounded sizes,
+/// so that a slow or hostile client can neither hold the login nor delay the timeout or a cancel. The
+/// wait gives up after the timeout (default 300 s) or when cancelled.
 #[derive(Debug)]
 pub struct RedirectListener {
     listener: TcpListener,
     redirect_uri: String,
-    path: String,
     timeout: Duration,
     cancel: Cancel,
 }
@@ -122,7 +130,6 @@ impl RedirectListener {
         Ok(RedirectListener {
             listener,
             redirect_uri,
-            path: url.path().to_owned(),
             timeout: Duration::from_secs(300),
             cancel: Cancel::new(),
         })
@@ -149,12 +156,14 @@ impl RedirectListener {
         self.cancel.clone()
     }
 
-    /// Waits for the browser's redirect to the registered path and returns its callback. Requests to
-    /// other paths (a favicon...) get 404 and are ignored; a request to the path without parameters gets
-    /// 400 and the wait goes on.
-    pub fn wait(&self) -> Result<ReceivedCallback, Error> {
+    /// Waits for `pending`'s callback and returns it; see the type's docs for what is ignored. Returns
+    /// within a few tens of milliseconds of the timeout or a cancel, whatever the connections are doing.
+    pub fn wait(&self, pending: &PendingLogin) -> Result<ReceivedCallback, Error> {
         // A timeout too large for the clock means: no deadline.
         let deadline = Instant::now().checked_add(self.timeout);
+        let (found, callbacks) = mpsc::channel::<Request>();
+        let busy = Arc::new(AtomicUsize::new(0));
+        let filter = Arc::new(pending.callback_filter());
         loop {
             if self.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
@@ -162,12 +171,17 @@ impl RedirectListener {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::LoginTimeout(self.timeout));
             }
+            if let Ok(request) = callbacks.try_recv() {
+                return Ok(if request.method == "POST" {
+                    ReceivedCallback::FormPost(request.body)
+                } else {
+                    ReceivedCallback::Query(
+                        request.target.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default(),
+                    )
+                });
+            }
             match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if let Some(callback) = self.serve(stream) {
-                        return Ok(callback);
-                    }
-                }
+                Ok((stream, _)) => self.serve(stream, &filter, &busy, &found),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Error::Listener(format!("accepting a connection failed: {e}"))),
@@ -175,53 +189,61 @@ impl RedirectListener {
         }
     }
 
-    /// Serves one connection; `Some` when it carried the callback.
-    fn serve(&self, stream: TcpStream) -> Option<ReceivedCallback> {
+    /// Serves one connection on a thread of its own: reads the request within the connection's deadline,
+    /// answers it, and hands this login's callback to the waiting loop.
+    fn serve(
+        &self,
+        stream: TcpStream,
+        filter: &Arc<CallbackFilter>,
+        busy: &Arc<AtomicUsize>,
+        found: &mpsc::Sender<Request>,
+    ) {
         let _ = stream.set_nonblocking(false);
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-        let mut writer = stream.try_clone().ok()?;
-        let request = match read_request(stream) {
-            Ok(r) => r,
-            Err(status) => {
-                respond(&mut writer, status, "The request could not be read.");
-                return None;
-            }
-        };
-        let (path, query) = match request.target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (request.target.as_str(), None),
-        };
-        if path != self.path {
-            respond(&mut writer, 404, "Not found.");
-            return None;
+        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            let mut stream = stream;
+            respond(&mut stream, 503, "Too many connections.");
+            return;
         }
-        let callback = match (request.method.as_str(), query) {
-            ("GET", Some(q)) if !q.is_empty() => ReceivedCallback::Query(q.to_owned()),
-            ("POST", _) if !request.body.is_empty() => ReceivedCallback::FormPost(request.body),
-            ("GET" | "POST", _) => {
-                respond(&mut writer, 400, "This address expects the login callback's parameters.");
-                return None;
+        let (filter, done, found) = (filter.clone(), Done(busy.clone()), found.clone());
+        // If no thread can be had, the closure (and the connection) is dropped; `done` counts it out.
+        let _ = std::thread::Builder::new().name("erpnet-oauth-callback".to_owned()).spawn(move || {
+            let _done = done;
+            let Ok(mut writer) = stream.try_clone() else { return };
+            match read_request(stream, Instant::now() + CONNECTION_DEADLINE) {
+                Ok(request) => match filter.judge(&request.method, &request.target, &request.body) {
+                    ListenerRequest::Callback(_) => {
+                        respond(&mut writer, 200, page(&request));
+                        let _ = found.send(request);
+                    }
+                    ListenerRequest::Ignore { status, reason } => respond(&mut writer, status, reason),
+                },
+                Err(status) => respond(&mut writer, status, "The request could not be read."),
             }
-            _ => {
-                respond(&mut writer, 405, "Method not allowed.");
-                return None;
-            }
-        };
-        let refused = match &callback {
-            ReceivedCallback::Query(q) => has_error(q.as_bytes()),
-            ReceivedCallback::FormPost(b) => has_error(b),
-        };
-        if refused {
-            respond(&mut writer, 200, "The login was refused or failed. You can close this window.");
-        } else {
-            respond(
-                &mut writer,
-                200,
-                "Login received. You can close this window and return to the application.",
-            );
-        }
-        Some(callback)
+        });
+    }
+}
+
+/// Counts a connection out when its thread ends, however it ends.
+struct Done(Arc<AtomicUsize>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The page for the browser once the callback arrived.
+fn page(request: &Request) -> &'static str {
+    let refused = match request.target.split_once('?') {
+        Some((_, q)) if request.method == "GET" => has_error(q.as_bytes()),
+        _ => has_error(&request.body),
+    };
+    if refused {
+        "The login was refused or failed. You can close this window."
+    } else {
+        "Login received. You can close this window and return to the application."
     }
 }
 
@@ -235,8 +257,29 @@ struct Request {
     body: Vec<u8>,
 }
 
-/// Reads one HTTP/1.1 request; `Err` carries the status to answer with.
-fn read_request(stream: TcpStream) -> Result<Request, u16> {
+/// A connection read under an overall deadline: each read waits at most what is left of it.
+struct Deadlined {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the connection's deadline passed",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left.min(Duration::from_secs(5))))?;
+        self.stream.read(buf)
+    }
+}
+
+/// Reads one HTTP/1.1 request by `deadline`; `Err` carries the status to answer with.
+fn read_request(stream: TcpStream, deadline: Instant) -> Result<Request, u16> {
+    let stream = Deadlined { stream, deadline };
     let mut reader = BufReader::new(stream.take((MAX_HEAD + MAX_BODY) as u64));
     let mut head_len = 0usize;
     let mut line = String::new();
@@ -277,6 +320,7 @@ fn read_request(stream: TcpStream) -> Result<Request, u16> {
 fn respond(stream: &mut TcpStream, status: u16, message: &str) {
     let reason = match status {
         200 => "OK",
+        503 => "Service Unavailable",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",

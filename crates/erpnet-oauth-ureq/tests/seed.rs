@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use erpnet_oauth_core::CallbackError;
 use erpnet_oauth_ureq::{
-    AuthorizationRequest, Callback, Error, ReceivedCallback, RedirectListener, ResponseMode, Session,
+    AuthorizationRequest, Callback, ClientConfig, Error, ReceivedCallback, RedirectListener, ResponseMode,
+    Session,
 };
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ fn seed_end_to_end_with_the_loopback_listener() {
         let mut page = browser().get(&location).call().unwrap();
         (page.status(), page.body_mut().read_to_string().unwrap())
     });
-    let callback = listener.wait().unwrap();
+    let callback = listener.wait(&pending).unwrap();
     let (status, page) = browser_thread.join().unwrap();
     assert_eq!(status, 200);
     assert!(page.contains("Login received"));
@@ -123,7 +124,7 @@ fn the_listener_ignores_other_paths_and_takes_form_post_bodies() {
             agent.post(&format!("http://127.0.0.1:{port}/signin-callback")).send_form(pairs).unwrap();
         (favicon.status().as_u16(), bare.status().as_u16(), posted.status().as_u16())
     });
-    let callback = listener.wait().unwrap();
+    let callback = listener.wait(&pending).unwrap();
     assert_eq!(browser_thread.join().unwrap(), (404, 400, 200));
     assert!(matches!(callback, ReceivedCallback::FormPost(_)));
     assert!(!format!("{callback:?}").contains("code="), "Debug shows no code");
@@ -137,11 +138,13 @@ fn the_listener_times_out_and_can_be_cancelled() {
     let listener = RedirectListener::bind("http://127.0.0.1:0/signin-callback")
         .unwrap()
         .timeout(Duration::from_millis(100));
-    assert!(matches!(listener.wait(), Err(Error::LoginTimeout(_))));
+    let pending = pending_for(listener.redirect_uri());
+    assert!(matches!(listener.wait(&pending), Err(Error::LoginTimeout(_))));
 
     let listener = RedirectListener::bind("http://127.0.0.1:0/cb").unwrap();
     let cancel = listener.cancel_handle();
-    let t = std::thread::spawn(move || listener.wait());
+    let pending = pending_for(listener.redirect_uri());
+    let t = std::thread::spawn(move || listener.wait(&pending));
     cancel.cancel();
     assert!(matches!(t.join().unwrap(), Err(Error::Cancelled)));
 
@@ -185,4 +188,13 @@ fn a_refused_login_or_a_forged_callback_sends_no_token_request() {
     let e = session.get("/api/domain/odata/Crm_Customers").unwrap_err();
     assert!(e.is_login_required(), "{e}");
     assert_eq!(mock.counters().api_calls, 0);
+}
+
+/// A login waiting for its callback at `redirect_uri`.
+fn pending_for(redirect_uri: &str) -> erpnet_oauth_ureq::PendingLogin {
+    let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first")
+        .redirect_uri(redirect_uri)
+        .build()
+        .unwrap();
+    AuthorizationRequest::new().build(&client, &mut erpnet_oauth_ureq::OsRandom).unwrap()
 }
