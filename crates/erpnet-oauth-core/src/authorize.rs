@@ -770,6 +770,7 @@ impl Login {
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)] // a test fails by panicking
 mod tests {
     use super::*;
     use crate::config::ClientConfig;
