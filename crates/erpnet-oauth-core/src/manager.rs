@@ -469,7 +469,10 @@ impl TokenManager {
             }
         }
         if !matches!(self.state, State::Idle) {
-            call.renewed = true;
+            // Waiting for a logout is not waiting for a renewal.
+            if self.is_renewing() {
+                call.renewed = true;
+            }
             return Access::Wait;
         }
         let renewal_possible = self.can_renew();
@@ -1043,6 +1046,24 @@ mod tests {
         m.handle_refresh_failure(id, "connection reset", now());
         assert!(matches!(m.access_token(&mut call, now()), Access::Failed(RefreshError::Transport(_))));
         assert!(matches!(m.access_token(&mut call, now()), Access::Ready(_)));
+    }
+
+    // Found by tests/manager_props.rs: a call told to wait while a logout was under way counted as having
+    // waited for a renewal, so once the logout was aborted it was handed the expired token (and the 401
+    // that followed was returned instead of renewed).
+    #[test]
+    fn waiting_for_a_logout_is_not_waiting_for_a_renewal() {
+        let mut m = manager(tokens(0, now()));
+        let mut call = m.begin_call();
+        assert!(m.begin_logout());
+        assert!(matches!(m.access_token(&mut call, now()), Access::Wait));
+        assert!(!call.renewed());
+        m.abort_logout();
+        assert!(
+            matches!(m.access_token(&mut call, now()), Access::Wait),
+            "the expired token is renewed first"
+        );
+        assert!(matches!(m.poll_output(), Some(Output::Refresh { .. })));
     }
 
     // Found by tests/no_panic.rs: an `invalid_grant` body on a 5xx answer dropped the tokens.
