@@ -33,7 +33,8 @@
 //! - **A renewal never leads straight to another** (catalogue E9): a token is refreshed when it expires
 //!   within the margin ([`TokenSet::margin`]: the skew, but at most half the token's own lifetime), and a
 //!   call that waited for a renewal uses what the renewal brought, fresh or not. **One API call causes at
-//!   most one renewal**: a 401 to a call that already waited for one is returned, not renewed again.
+//!   most one renewal**: a 401 to a call that already waited for one is returned, not renewed again, and
+//!   once that renewal is over the call does not wait for another.
 //! - A token known to be expired (or within the margin) is never handed out, except to a call that has
 //!   just waited for the renewal that brought it.
 //! - **Once a refresh grant is answered 200, the refresh token that was sent is never sent again**
@@ -287,7 +288,8 @@ pub struct ApiCall {
     failures_seen: u64,
     generation: Option<u64>,
     retried: bool,
-    renewed: bool,
+    /// The renewal this call waited for (its own or another's).
+    renewal: Option<RefreshId>,
 }
 
 impl ApiCall {
@@ -298,7 +300,7 @@ impl ApiCall {
 
     /// Whether this call has waited for a renewal (its own or another's): it causes no other.
     pub fn renewed(&self) -> bool {
-        self.renewed
+        self.renewal.is_some()
     }
 }
 
@@ -450,7 +452,7 @@ impl TokenManager {
 
     /// Starts an API call.
     pub fn begin_call(&self) -> ApiCall {
-        ApiCall { failures_seen: self.failures, generation: None, retried: false, renewed: false }
+        ApiCall { failures_seen: self.failures, generation: None, retried: false, renewal: None }
     }
 
     /// Marks every renewal failure so far as seen by `call` (it got the failure another way).
@@ -460,7 +462,7 @@ impl TokenManager {
 
     /// A valid access token for `call` at `now`, queueing a renewal when it is missing, expired, within
     /// the margin, or was refused by the API, unless `call` has already waited for a renewal: then it
-    /// gets what that renewal brought (catalogue E9).
+    /// gets what that renewal brought, and once it is over does not wait for another (catalogue E9).
     pub fn access_token(&mut self, call: &mut ApiCall, now: SystemTime) -> Access<AccessToken> {
         if self.failures > call.failures_seen {
             call.failures_seen = self.failures;
@@ -468,25 +470,31 @@ impl TokenManager {
                 return Access::Failed(e.clone());
             }
         }
-        if !matches!(self.state, State::Idle) {
+        if matches!(self.state, State::LoggingOut) {
             // Waiting for a logout is not waiting for a renewal.
-            if self.is_renewing() {
-                call.renewed = true;
-            }
             return Access::Wait;
         }
+        if let Some(id) = self.renewal_id() {
+            // A call waits for one renewal only: once the one it waited for is over, it gets the tokens
+            // in use even while another is under way.
+            if call.renewal.is_none_or(|waited| waited == id) {
+                call.renewal = Some(id);
+                return Access::Wait;
+            }
+        }
+        let renewed = call.renewal.is_some();
         let renewal_possible = self.can_renew();
         match &self.tokens {
-            None if !renewal_possible || call.renewed => {
+            None if !renewal_possible || renewed => {
                 Access::Failed(RefreshError::LoginRequired(self.login_required.clone()))
             }
-            Some(t) if call.renewed || (!self.rejected && t.is_fresh(now, self.options.skew)) => {
+            Some(t) if renewed || (!self.rejected && t.is_fresh(now, self.options.skew)) => {
                 call.generation = Some(self.generation);
                 Access::Ready(t.access_token.clone())
             }
             _ if renewal_possible => {
                 self.queue_renewal();
-                call.renewed = true;
+                call.renewal = self.renewal_id();
                 Access::Wait
             }
             _ => Access::Failed(RefreshError::LoginRequired(LoginRequired::NoRefreshToken)),
@@ -525,7 +533,7 @@ impl TokenManager {
         call: &mut ApiCall,
         response: &http::Response<B>,
     ) -> ApiOutcome {
-        if response.status() == http::StatusCode::UNAUTHORIZED && !call.retried && !call.renewed {
+        if response.status() == http::StatusCode::UNAUTHORIZED && !call.retried && call.renewal.is_none() {
             let challenge = bearer_challenge(response.headers());
             let token_refused = match challenge.as_ref().and_then(|c| c.error.as_deref()) {
                 None | Some("invalid_token") => true,
@@ -556,7 +564,7 @@ impl TokenManager {
     pub fn force_refresh_for(&mut self, call: &mut ApiCall) -> bool {
         let queued = self.force_refresh();
         if queued || self.is_renewing() {
-            call.renewed = true;
+            call.renewal = self.renewal_id();
         }
         queued
     }
@@ -872,6 +880,14 @@ impl TokenManager {
         }
     }
 
+    /// The renewal in flight, being verified or being stored.
+    fn renewal_id(&self) -> Option<RefreshId> {
+        match &self.state {
+            State::InFlight(id) | State::Verifying { id, .. } | State::Persisting(id, ..) => Some(*id),
+            State::Idle | State::LoggingOut => None,
+        }
+    }
+
     fn can_renew(&self) -> bool {
         match self.options.renewal {
             Renewal::RefreshToken => self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
@@ -1064,6 +1080,31 @@ mod tests {
             "the expired token is renewed first"
         );
         assert!(matches!(m.poll_output(), Some(Output::Refresh { .. })));
+    }
+
+    // Found by tests/manager_props.rs: a call that had waited for one renewal was told to wait again when
+    // another caller started a second one (the first one's tokens were already within the margin when
+    // they came into use), so one call could wait for renewal after renewal.
+    #[test]
+    fn a_call_waits_for_one_renewal_only() {
+        let mut m = manager(tokens(0, now()));
+        let mut first = m.begin_call();
+        assert!(matches!(m.access_token(&mut first, now()), Access::Wait));
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        let one_second =
+            br#"{"access_token":"at-1","token_type":"Bearer","expires_in":1,"refresh_token":"rt-1"}"#;
+        m.handle_refresh_response(id, &http::Response::new(one_second.to_vec()), now());
+        let Some(Output::Persist { id, .. }) = m.poll_output() else { panic!("no persist") };
+        // Stored a second later: the 1 s token is already expired.
+        let later = now() + Duration::from_secs(1);
+        m.handle_persisted(id, Ok(()), later);
+        let mut second = m.begin_call();
+        assert!(matches!(m.access_token(&mut second, later), Access::Wait), "a new call renews it");
+        let Access::Ready(t) = m.access_token(&mut first, later) else {
+            panic!("the first call waits again")
+        };
+        assert_eq!(t.secret(), "at-1");
+        assert!(matches!(m.access_token(&mut second, later), Access::Wait), "the second waits for its own");
     }
 
     // Found by tests/no_panic.rs: an `invalid_grant` body on a 5xx answer dropped the tokens.
