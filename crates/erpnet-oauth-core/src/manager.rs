@@ -703,7 +703,9 @@ impl TokenManager {
                 return;
             }
         }
-        let fetch_failed = *fetch == KeyFetch::Failed;
+        // No answered fetch for this token: either it failed, or the cache may not fetch again yet (the
+        // last fetch, less than the refetch interval ago, failed or was abandoned).
+        let keys_unavailable = *fetch != KeyFetch::Answered;
         let original =
             self.tokens.as_ref().and_then(|t| t.id_token.as_ref()).map(IdTokenClaims::from_verified);
         let result = match original {
@@ -726,7 +728,7 @@ impl TokenManager {
             }
             // The keys could not be had: not a security failure. The new refresh and access tokens are
             // kept (catalogue E10); the new ID token, unverified, is not: the old one stays.
-            Err(IdTokenError::UnknownKey { .. } | IdTokenError::NoKey { .. }) if fetch_failed => {
+            Err(IdTokenError::UnknownKey { .. } | IdTokenError::NoKey { .. }) if keys_unavailable => {
                 let State::Verifying { mut tokens, .. } = std::mem::replace(&mut self.state, State::Idle)
                 else {
                     return;
@@ -1105,6 +1107,43 @@ mod tests {
         };
         assert_eq!(t.secret(), "at-1");
         assert!(matches!(m.access_token(&mut second, later), Access::Wait), "the second waits for its own");
+    }
+
+    // Found by tests/manager_props.rs: when the last key fetch, less than a minute before, got no usable
+    // answer (it failed, or its renewal was abandoned), the key cache would not fetch again so soon, and
+    // the next refreshed ID token's unknown key was taken for a security failure: the login was ended
+    // instead of keeping the new tokens with the old ID token.
+    #[test]
+    fn keys_that_cannot_be_fetched_yet_do_not_end_the_login() {
+        let answer = |n: u32, id_token: &str| {
+            http::Response::new(
+                format!(
+                    r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}","id_token":"{id_token}"}}"#
+                )
+                .into_bytes(),
+            )
+        };
+        // Header {"alg":"RS256","kid":"a"}: the keys are needed to verify them.
+        let id_1 = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImEifQ.eyJuIjoxfQ.c2ln";
+        let id_2 = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImEifQ.eyJuIjoyfQ.c2ln";
+        let mut m = manager(tokens(0, now()));
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_response(id, &answer(1, id_1), now());
+        let Some(Output::FetchKeys { id, .. }) = m.poll_output() else { panic!("no key fetch") };
+        m.handle_keys_response::<Vec<u8>>(id, Err("connection reset"), now());
+        let Some(Output::Persist { id, tokens }) = m.poll_output() else { panic!("no persist") };
+        assert_eq!(tokens.id_token, None, "the unverified ID token is not kept");
+        m.handle_persisted(id, Ok(()), now());
+        // Seconds later: the keys may not be fetched again yet.
+        let later = now() + Duration::from_secs(5);
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_response(id, &answer(2, id_2), later);
+        let Some(Output::Persist { tokens, .. }) = m.poll_output() else { panic!("the login was ended") };
+        assert_eq!(tokens.access_token.secret(), "at-2");
+        assert_eq!(tokens.refresh_token.as_ref().map(|r| r.secret()), Some("rt-2"));
+        assert_eq!(tokens.id_token, None);
     }
 
     // Found by tests/no_panic.rs: an `invalid_grant` body on a 5xx answer dropped the tokens.
