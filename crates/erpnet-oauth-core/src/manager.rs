@@ -358,6 +358,9 @@ pub struct TokenManager {
     /// The access and refresh token the store holds as far as the manager knows: behind `tokens` after
     /// a failed `Persist`, so that re-reading them is not mistaken for another process's renewal.
     stored: Option<StoredPair>,
+    /// Pairs whose write was abandoned before its outcome was known, since the last confirmed write: the
+    /// store may hold any of them, and they are this manager's, not another process's.
+    unconfirmed: Vec<StoredPair>,
     /// The issuer's signing keys, for the ID tokens of logins and refreshes.
     keys: KeyCache,
     /// A key fetch handed out by [`Self::poll_keys`] is under way.
@@ -395,6 +398,7 @@ impl TokenManager {
             client: client.into(),
             options,
             stored: tokens.as_ref().map(pair),
+            unconfirmed: Vec::new(),
             tokens,
             generation: 0,
             rejected: false,
@@ -757,8 +761,9 @@ impl TokenManager {
                 self.fail(RefreshError::Transport(reason.to_owned()), now);
             }
             // Abandoned while its tokens were being stored: they are the tokens in use (the old refresh
-            // token is spent), kept in memory.
-            State::Persisting(current, ..) if *current == id => {
+            // token is spent), kept in memory. Whether they reached the store is unknown.
+            State::Persisting(current, tokens, _) if *current == id => {
+                self.unconfirmed.push(pair(tokens));
                 self.handle_persisted(id, Err(reason.to_owned()), now);
             }
             _ => {}
@@ -775,6 +780,7 @@ impl TokenManager {
         if let State::Persisting(_, tokens, failure) = std::mem::replace(&mut self.state, State::Idle) {
             if result.is_ok() {
                 self.stored = Some(pair(&tokens));
+                self.unconfirmed.clear();
             }
             pending = failure;
             self.adopt(Some(tokens));
@@ -793,14 +799,18 @@ impl TokenManager {
     /// (its refresh token may already be revoked).
     ///
     /// A store still holding what this manager last stored, because writing newer tokens failed
-    /// ([`Self::handle_persisted`] with `Err`), is behind, not newer: the request is sent, with the newer
-    /// refresh token held in memory.
+    /// ([`Self::handle_persisted`] with `Err`), or tokens whose write was abandoned
+    /// ([`Self::handle_refresh_failure`] while they were being stored), is behind, not newer: the request
+    /// is sent, with the newer refresh token held in memory.
     pub fn handle_reloaded(&mut self, id: RefreshId, stored: Option<TokenSet>) -> Reloaded {
         if !matches!(self.state, State::InFlight(current) if current == id) {
             return Reloaded::Stale;
         }
         let found = stored.as_ref().map(pair);
-        if found == self.tokens.as_ref().map(pair) || found == self.stored {
+        if found == self.tokens.as_ref().map(pair)
+            || found == self.stored
+            || found.as_ref().is_some_and(|f| self.unconfirmed.contains(f))
+        {
             return Reloaded::Send;
         }
         self.state = State::Idle;
@@ -808,6 +818,7 @@ impl TokenManager {
             self.login_required = LoginRequired::NoTokens;
         }
         self.stored = found;
+        self.unconfirmed.clear();
         self.adopt(stored);
         Reloaded::Adopted
     }
@@ -820,6 +831,7 @@ impl TokenManager {
         self.outputs.clear();
         self.retry_not_before = None;
         self.stored = Some(pair(&tokens));
+        self.unconfirmed.clear();
         self.adopt(Some(tokens));
     }
 
@@ -851,6 +863,7 @@ impl TokenManager {
         self.state = State::Idle;
         self.outputs.clear();
         self.stored = None;
+        self.unconfirmed.clear();
         self.login_required = LoginRequired::NoTokens;
         self.adopt(None);
     }
@@ -910,6 +923,7 @@ impl TokenManager {
         self.rejected = false;
         self.login_required = why;
         self.stored = None;
+        self.unconfirmed.clear();
         self.outputs.push_back(Output::Clear);
     }
 
@@ -1144,6 +1158,27 @@ mod tests {
         assert_eq!(tokens.access_token.secret(), "at-2");
         assert_eq!(tokens.refresh_token.as_ref().map(|r| r.secret()), Some("rt-2"));
         assert_eq!(tokens.id_token, None);
+    }
+
+    // Found by tests/manager_props.rs: a renewal abandoned while its tokens were being stored may have
+    // written them; once a later renewal had spent their refresh token and failed to store its own, the
+    // next re-read found them and adopted them as another process's, so the spent refresh token was sent
+    // again (catalogue E10).
+    #[test]
+    fn tokens_whose_write_was_abandoned_are_not_adopted_from_the_store() {
+        let mut m = manager(tokens(0, now()));
+        let id = renew_to_persist(&mut m, 1);
+        // The store gets tokens 1, but the driver gives up before it says so.
+        m.handle_refresh_failure(id, "abandoned", now());
+        let id = renew_to_persist(&mut m, 2);
+        m.handle_persisted(id, Err("disk full".to_owned()), now());
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, request }) = m.poll_output() else { panic!("no refresh") };
+        assert_eq!(refresh_token_sent(&request).as_deref(), Some("rt-2"));
+        assert_eq!(m.handle_reloaded(id, Some(tokens(1, now()))), Reloaded::Send, "tokens 1 are its own");
+        assert_eq!(m.tokens().and_then(|t| t.refresh_token.as_ref()).map(|r| r.secret()), Some("rt-2"));
+        // Tokens another process stored are still adopted.
+        assert_eq!(m.handle_reloaded(id, Some(tokens(9, now()))), Reloaded::Adopted);
     }
 
     // Found by tests/no_panic.rs: an `invalid_grant` body on a 5xx answer dropped the tokens.
