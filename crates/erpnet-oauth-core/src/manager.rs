@@ -754,10 +754,14 @@ impl TokenManager {
                 self.state = State::Idle;
                 self.fail(RefreshError::Transport(reason.to_owned()), now);
             }
-            // Abandoned while its new ID token was being verified: the refresh was answered 200, so its
-            // tokens are not thrown away; unverified, they are not used either. The login is ended.
+            // Abandoned while the keys for its new ID token were being fetched: the keys could not be
+            // had, not a security failure. The refresh was answered 200, so its tokens are kept, with the
+            // old ID token (catalogue E10), in memory: nobody is left to store them.
             State::Verifying { id: current, .. } if *current == id => {
-                self.end_login(LoginRequired::NoTokens);
+                if let State::Verifying { mut tokens, .. } = std::mem::replace(&mut self.state, State::Idle) {
+                    tokens.id_token = self.tokens.as_ref().and_then(|t| t.id_token.clone());
+                    self.adopt(Some(tokens));
+                }
                 self.fail(RefreshError::Transport(reason.to_owned()), now);
             }
             // Abandoned while its tokens were being stored: they are the tokens in use (the old refresh
@@ -1179,6 +1183,26 @@ mod tests {
         assert_eq!(m.tokens().and_then(|t| t.refresh_token.as_ref()).map(|r| r.secret()), Some("rt-2"));
         // Tokens another process stored are still adopted.
         assert_eq!(m.handle_reloaded(id, Some(tokens(9, now()))), Reloaded::Adopted);
+    }
+
+    // Found by tests/manager_props.rs: a renewal abandoned while the keys for its new ID token were
+    // being fetched ended the login, losing the answer's new refresh token, although keys that cannot be
+    // had are not a security failure (catalogue E10: the new tokens are kept, with the old ID token).
+    #[test]
+    fn an_abandoned_key_fetch_keeps_the_new_tokens() {
+        let body = br#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-1","id_token":"eyJhbGciOiJSUzI1NiIsImtpZCI6ImEifQ.eyJuIjoxfQ.c2ln"}"#;
+        let mut m = manager(tokens(0, now()));
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_response(id, &http::Response::new(body.to_vec()), now());
+        let Some(Output::FetchKeys { .. }) = m.poll_output() else { panic!("no key fetch") };
+        m.handle_refresh_failure(id, "the renewal was abandoned", now());
+        let t = m.tokens().expect("the login goes on");
+        assert_eq!(t.access_token.secret(), "at-1");
+        assert_eq!(t.refresh_token.as_ref().map(|r| r.secret()), Some("rt-1"));
+        assert_eq!(t.id_token, None, "the unverified ID token is not kept");
+        assert!(!m.is_renewing());
+        assert!(m.poll_output().is_none(), "no Clear");
     }
 
     // Found by tests/no_panic.rs: an `invalid_grant` body on a 5xx answer dropped the tokens.
