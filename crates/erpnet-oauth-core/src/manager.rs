@@ -33,7 +33,8 @@
 //! - **A renewal never leads straight to another** (catalogue E9): a token is refreshed when it expires
 //!   within the margin ([`TokenSet::margin`]: the skew, but at most half the token's own lifetime), and a
 //!   call that waited for a renewal uses what the renewal brought, fresh or not. **One API call causes at
-//!   most one renewal**: a 401 to a call that already waited for one is returned, not renewed again.
+//!   most one renewal**: a 401 to a call that already waited for one is returned, not renewed again, and
+//!   once that renewal is over the call does not wait for another.
 //! - A token known to be expired (or within the margin) is never handed out, except to a call that has
 //!   just waited for the renewal that brought it.
 //! - **Once a refresh grant is answered 200, the refresh token that was sent is never sent again**
@@ -287,7 +288,8 @@ pub struct ApiCall {
     failures_seen: u64,
     generation: Option<u64>,
     retried: bool,
-    renewed: bool,
+    /// The renewal this call waited for (its own or another's).
+    renewal: Option<RefreshId>,
 }
 
 impl ApiCall {
@@ -298,7 +300,7 @@ impl ApiCall {
 
     /// Whether this call has waited for a renewal (its own or another's): it causes no other.
     pub fn renewed(&self) -> bool {
-        self.renewed
+        self.renewal.is_some()
     }
 }
 
@@ -356,6 +358,9 @@ pub struct TokenManager {
     /// The access and refresh token the store holds as far as the manager knows: behind `tokens` after
     /// a failed `Persist`, so that re-reading them is not mistaken for another process's renewal.
     stored: Option<StoredPair>,
+    /// Pairs whose write was abandoned before its outcome was known, since the last confirmed write: the
+    /// store may hold any of them, and they are this manager's, not another process's.
+    unconfirmed: Vec<StoredPair>,
     /// The issuer's signing keys, for the ID tokens of logins and refreshes.
     keys: KeyCache,
     /// A key fetch handed out by [`Self::poll_keys`] is under way.
@@ -393,6 +398,7 @@ impl TokenManager {
             client: client.into(),
             options,
             stored: tokens.as_ref().map(pair),
+            unconfirmed: Vec::new(),
             tokens,
             generation: 0,
             rejected: false,
@@ -450,7 +456,7 @@ impl TokenManager {
 
     /// Starts an API call.
     pub fn begin_call(&self) -> ApiCall {
-        ApiCall { failures_seen: self.failures, generation: None, retried: false, renewed: false }
+        ApiCall { failures_seen: self.failures, generation: None, retried: false, renewal: None }
     }
 
     /// Marks every renewal failure so far as seen by `call` (it got the failure another way).
@@ -460,7 +466,7 @@ impl TokenManager {
 
     /// A valid access token for `call` at `now`, queueing a renewal when it is missing, expired, within
     /// the margin, or was refused by the API, unless `call` has already waited for a renewal: then it
-    /// gets what that renewal brought (catalogue E9).
+    /// gets what that renewal brought, and once it is over does not wait for another (catalogue E9).
     pub fn access_token(&mut self, call: &mut ApiCall, now: SystemTime) -> Access<AccessToken> {
         if self.failures > call.failures_seen {
             call.failures_seen = self.failures;
@@ -468,22 +474,31 @@ impl TokenManager {
                 return Access::Failed(e.clone());
             }
         }
-        if !matches!(self.state, State::Idle) {
-            call.renewed = true;
+        if matches!(self.state, State::LoggingOut) {
+            // Waiting for a logout is not waiting for a renewal.
             return Access::Wait;
         }
+        if let Some(id) = self.renewal_id() {
+            // A call waits for one renewal only: once the one it waited for is over, it gets the tokens
+            // in use even while another is under way.
+            if call.renewal.is_none_or(|waited| waited == id) {
+                call.renewal = Some(id);
+                return Access::Wait;
+            }
+        }
+        let renewed = call.renewal.is_some();
         let renewal_possible = self.can_renew();
         match &self.tokens {
-            None if !renewal_possible || call.renewed => {
+            None if !renewal_possible || renewed => {
                 Access::Failed(RefreshError::LoginRequired(self.login_required.clone()))
             }
-            Some(t) if call.renewed || (!self.rejected && t.is_fresh(now, self.options.skew)) => {
+            Some(t) if renewed || (!self.rejected && t.is_fresh(now, self.options.skew)) => {
                 call.generation = Some(self.generation);
                 Access::Ready(t.access_token.clone())
             }
             _ if renewal_possible => {
                 self.queue_renewal();
-                call.renewed = true;
+                call.renewal = self.renewal_id();
                 Access::Wait
             }
             _ => Access::Failed(RefreshError::LoginRequired(LoginRequired::NoRefreshToken)),
@@ -522,7 +537,7 @@ impl TokenManager {
         call: &mut ApiCall,
         response: &http::Response<B>,
     ) -> ApiOutcome {
-        if response.status() == http::StatusCode::UNAUTHORIZED && !call.retried && !call.renewed {
+        if response.status() == http::StatusCode::UNAUTHORIZED && !call.retried && call.renewal.is_none() {
             let challenge = bearer_challenge(response.headers());
             let token_refused = match challenge.as_ref().and_then(|c| c.error.as_deref()) {
                 None | Some("invalid_token") => true,
@@ -553,7 +568,7 @@ impl TokenManager {
     pub fn force_refresh_for(&mut self, call: &mut ApiCall) -> bool {
         let queued = self.force_refresh();
         if queued || self.is_renewing() {
-            call.renewed = true;
+            call.renewal = self.renewal_id();
         }
         queued
     }
@@ -692,7 +707,9 @@ impl TokenManager {
                 return;
             }
         }
-        let fetch_failed = *fetch == KeyFetch::Failed;
+        // No answered fetch for this token: either it failed, or the cache may not fetch again yet (the
+        // last fetch, less than the refetch interval ago, failed or was abandoned).
+        let keys_unavailable = *fetch != KeyFetch::Answered;
         let original =
             self.tokens.as_ref().and_then(|t| t.id_token.as_ref()).map(IdTokenClaims::from_verified);
         let result = match original {
@@ -715,7 +732,7 @@ impl TokenManager {
             }
             // The keys could not be had: not a security failure. The new refresh and access tokens are
             // kept (catalogue E10); the new ID token, unverified, is not: the old one stays.
-            Err(IdTokenError::UnknownKey { .. } | IdTokenError::NoKey { .. }) if fetch_failed => {
+            Err(IdTokenError::UnknownKey { .. } | IdTokenError::NoKey { .. }) if keys_unavailable => {
                 let State::Verifying { mut tokens, .. } = std::mem::replace(&mut self.state, State::Idle)
                 else {
                     return;
@@ -737,15 +754,20 @@ impl TokenManager {
                 self.state = State::Idle;
                 self.fail(RefreshError::Transport(reason.to_owned()), now);
             }
-            // Abandoned while its new ID token was being verified: the refresh was answered 200, so its
-            // tokens are not thrown away; unverified, they are not used either. The login is ended.
+            // Abandoned while the keys for its new ID token were being fetched: the keys could not be
+            // had, not a security failure. The refresh was answered 200, so its tokens are kept, with the
+            // old ID token (catalogue E10), in memory: nobody is left to store them.
             State::Verifying { id: current, .. } if *current == id => {
-                self.end_login(LoginRequired::NoTokens);
+                if let State::Verifying { mut tokens, .. } = std::mem::replace(&mut self.state, State::Idle) {
+                    tokens.id_token = self.tokens.as_ref().and_then(|t| t.id_token.clone());
+                    self.adopt(Some(tokens));
+                }
                 self.fail(RefreshError::Transport(reason.to_owned()), now);
             }
             // Abandoned while its tokens were being stored: they are the tokens in use (the old refresh
-            // token is spent), kept in memory.
-            State::Persisting(current, ..) if *current == id => {
+            // token is spent), kept in memory. Whether they reached the store is unknown.
+            State::Persisting(current, tokens, _) if *current == id => {
+                self.unconfirmed.push(pair(tokens));
                 self.handle_persisted(id, Err(reason.to_owned()), now);
             }
             _ => {}
@@ -762,6 +784,7 @@ impl TokenManager {
         if let State::Persisting(_, tokens, failure) = std::mem::replace(&mut self.state, State::Idle) {
             if result.is_ok() {
                 self.stored = Some(pair(&tokens));
+                self.unconfirmed.clear();
             }
             pending = failure;
             self.adopt(Some(tokens));
@@ -780,14 +803,18 @@ impl TokenManager {
     /// (its refresh token may already be revoked).
     ///
     /// A store still holding what this manager last stored, because writing newer tokens failed
-    /// ([`Self::handle_persisted`] with `Err`), is behind, not newer: the request is sent, with the newer
-    /// refresh token held in memory.
+    /// ([`Self::handle_persisted`] with `Err`), or tokens whose write was abandoned
+    /// ([`Self::handle_refresh_failure`] while they were being stored), is behind, not newer: the request
+    /// is sent, with the newer refresh token held in memory.
     pub fn handle_reloaded(&mut self, id: RefreshId, stored: Option<TokenSet>) -> Reloaded {
         if !matches!(self.state, State::InFlight(current) if current == id) {
             return Reloaded::Stale;
         }
         let found = stored.as_ref().map(pair);
-        if found == self.tokens.as_ref().map(pair) || found == self.stored {
+        if found == self.tokens.as_ref().map(pair)
+            || found == self.stored
+            || found.as_ref().is_some_and(|f| self.unconfirmed.contains(f))
+        {
             return Reloaded::Send;
         }
         self.state = State::Idle;
@@ -795,6 +822,7 @@ impl TokenManager {
             self.login_required = LoginRequired::NoTokens;
         }
         self.stored = found;
+        self.unconfirmed.clear();
         self.adopt(stored);
         Reloaded::Adopted
     }
@@ -807,6 +835,7 @@ impl TokenManager {
         self.outputs.clear();
         self.retry_not_before = None;
         self.stored = Some(pair(&tokens));
+        self.unconfirmed.clear();
         self.adopt(Some(tokens));
     }
 
@@ -838,6 +867,7 @@ impl TokenManager {
         self.state = State::Idle;
         self.outputs.clear();
         self.stored = None;
+        self.unconfirmed.clear();
         self.login_required = LoginRequired::NoTokens;
         self.adopt(None);
     }
@@ -869,6 +899,14 @@ impl TokenManager {
         }
     }
 
+    /// The renewal in flight, being verified or being stored.
+    fn renewal_id(&self) -> Option<RefreshId> {
+        match &self.state {
+            State::InFlight(id) | State::Verifying { id, .. } | State::Persisting(id, ..) => Some(*id),
+            State::Idle | State::LoggingOut => None,
+        }
+    }
+
     fn can_renew(&self) -> bool {
         match self.options.renewal {
             Renewal::RefreshToken => self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
@@ -889,6 +927,7 @@ impl TokenManager {
         self.rejected = false;
         self.login_required = why;
         self.stored = None;
+        self.unconfirmed.clear();
         self.outputs.push_back(Output::Clear);
     }
 
@@ -1043,6 +1082,127 @@ mod tests {
         m.handle_refresh_failure(id, "connection reset", now());
         assert!(matches!(m.access_token(&mut call, now()), Access::Failed(RefreshError::Transport(_))));
         assert!(matches!(m.access_token(&mut call, now()), Access::Ready(_)));
+    }
+
+    // Found by tests/manager_props.rs: a call told to wait while a logout was under way counted as having
+    // waited for a renewal, so once the logout was aborted it was handed the expired token (and the 401
+    // that followed was returned instead of renewed).
+    #[test]
+    fn waiting_for_a_logout_is_not_waiting_for_a_renewal() {
+        let mut m = manager(tokens(0, now()));
+        let mut call = m.begin_call();
+        assert!(m.begin_logout());
+        assert!(matches!(m.access_token(&mut call, now()), Access::Wait));
+        assert!(!call.renewed());
+        m.abort_logout();
+        assert!(
+            matches!(m.access_token(&mut call, now()), Access::Wait),
+            "the expired token is renewed first"
+        );
+        assert!(matches!(m.poll_output(), Some(Output::Refresh { .. })));
+    }
+
+    // Found by tests/manager_props.rs: a call that had waited for one renewal was told to wait again when
+    // another caller started a second one (the first one's tokens were already within the margin when
+    // they came into use), so one call could wait for renewal after renewal.
+    #[test]
+    fn a_call_waits_for_one_renewal_only() {
+        let mut m = manager(tokens(0, now()));
+        let mut first = m.begin_call();
+        assert!(matches!(m.access_token(&mut first, now()), Access::Wait));
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        let one_second =
+            br#"{"access_token":"at-1","token_type":"Bearer","expires_in":1,"refresh_token":"rt-1"}"#;
+        m.handle_refresh_response(id, &http::Response::new(one_second.to_vec()), now());
+        let Some(Output::Persist { id, .. }) = m.poll_output() else { panic!("no persist") };
+        // Stored a second later: the 1 s token is already expired.
+        let later = now() + Duration::from_secs(1);
+        m.handle_persisted(id, Ok(()), later);
+        let mut second = m.begin_call();
+        assert!(matches!(m.access_token(&mut second, later), Access::Wait), "a new call renews it");
+        let Access::Ready(t) = m.access_token(&mut first, later) else {
+            panic!("the first call waits again")
+        };
+        assert_eq!(t.secret(), "at-1");
+        assert!(matches!(m.access_token(&mut second, later), Access::Wait), "the second waits for its own");
+    }
+
+    // Found by tests/manager_props.rs: when the last key fetch, less than a minute before, got no usable
+    // answer (it failed, or its renewal was abandoned), the key cache would not fetch again so soon, and
+    // the next refreshed ID token's unknown key was taken for a security failure: the login was ended
+    // instead of keeping the new tokens with the old ID token.
+    #[test]
+    fn keys_that_cannot_be_fetched_yet_do_not_end_the_login() {
+        let answer = |n: u32, id_token: &str| {
+            http::Response::new(
+                format!(
+                    r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}","id_token":"{id_token}"}}"#
+                )
+                .into_bytes(),
+            )
+        };
+        // Header {"alg":"RS256","kid":"a"}: the keys are needed to verify them.
+        let id_1 = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImEifQ.eyJuIjoxfQ.c2ln";
+        let id_2 = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImEifQ.eyJuIjoyfQ.c2ln";
+        let mut m = manager(tokens(0, now()));
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_response(id, &answer(1, id_1), now());
+        let Some(Output::FetchKeys { id, .. }) = m.poll_output() else { panic!("no key fetch") };
+        m.handle_keys_response::<Vec<u8>>(id, Err("connection reset"), now());
+        let Some(Output::Persist { id, tokens }) = m.poll_output() else { panic!("no persist") };
+        assert_eq!(tokens.id_token, None, "the unverified ID token is not kept");
+        m.handle_persisted(id, Ok(()), now());
+        // Seconds later: the keys may not be fetched again yet.
+        let later = now() + Duration::from_secs(5);
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_response(id, &answer(2, id_2), later);
+        let Some(Output::Persist { tokens, .. }) = m.poll_output() else { panic!("the login was ended") };
+        assert_eq!(tokens.access_token.secret(), "at-2");
+        assert_eq!(tokens.refresh_token.as_ref().map(|r| r.secret()), Some("rt-2"));
+        assert_eq!(tokens.id_token, None);
+    }
+
+    // Found by tests/manager_props.rs: a renewal abandoned while its tokens were being stored may have
+    // written them; once a later renewal had spent their refresh token and failed to store its own, the
+    // next re-read found them and adopted them as another process's, so the spent refresh token was sent
+    // again (catalogue E10).
+    #[test]
+    fn tokens_whose_write_was_abandoned_are_not_adopted_from_the_store() {
+        let mut m = manager(tokens(0, now()));
+        let id = renew_to_persist(&mut m, 1);
+        // The store gets tokens 1, but the driver gives up before it says so.
+        m.handle_refresh_failure(id, "abandoned", now());
+        let id = renew_to_persist(&mut m, 2);
+        m.handle_persisted(id, Err("disk full".to_owned()), now());
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, request }) = m.poll_output() else { panic!("no refresh") };
+        assert_eq!(refresh_token_sent(&request).as_deref(), Some("rt-2"));
+        assert_eq!(m.handle_reloaded(id, Some(tokens(1, now()))), Reloaded::Send, "tokens 1 are its own");
+        assert_eq!(m.tokens().and_then(|t| t.refresh_token.as_ref()).map(|r| r.secret()), Some("rt-2"));
+        // Tokens another process stored are still adopted.
+        assert_eq!(m.handle_reloaded(id, Some(tokens(9, now()))), Reloaded::Adopted);
+    }
+
+    // Found by tests/manager_props.rs: a renewal abandoned while the keys for its new ID token were
+    // being fetched ended the login, losing the answer's new refresh token, although keys that cannot be
+    // had are not a security failure (catalogue E10: the new tokens are kept, with the old ID token).
+    #[test]
+    fn an_abandoned_key_fetch_keeps_the_new_tokens() {
+        let body = br#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-1","id_token":"eyJhbGciOiJSUzI1NiIsImtpZCI6ImEifQ.eyJuIjoxfQ.c2ln"}"#;
+        let mut m = manager(tokens(0, now()));
+        assert!(m.force_refresh());
+        let Some(Output::Refresh { id, .. }) = m.poll_output() else { panic!("no refresh") };
+        m.handle_refresh_response(id, &http::Response::new(body.to_vec()), now());
+        let Some(Output::FetchKeys { .. }) = m.poll_output() else { panic!("no key fetch") };
+        m.handle_refresh_failure(id, "the renewal was abandoned", now());
+        let t = m.tokens().expect("the login goes on");
+        assert_eq!(t.access_token.secret(), "at-1");
+        assert_eq!(t.refresh_token.as_ref().map(|r| r.secret()), Some("rt-1"));
+        assert_eq!(t.id_token, None, "the unverified ID token is not kept");
+        assert!(!m.is_renewing());
+        assert!(m.poll_output().is_none(), "no Clear");
     }
 
     // Found by tests/no_panic.rs: an `invalid_grant` body on a 5xx answer dropped the tokens.
