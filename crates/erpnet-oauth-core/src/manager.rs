@@ -843,13 +843,11 @@ impl TokenManager {
     /// refresh token to revoke, catalogue G4). Once started, no renewal is queued and calls wait until
     /// [`Self::handle_logout`] or [`Self::abort_logout`].
     pub fn begin_logout(&mut self) -> bool {
-        if self.is_renewing() || !self.outputs.is_empty() && !matches!(self.state, State::Idle) {
+        // Idle: no renewal under way and no other logout. Outputs still queued (a `Clear` of a login that
+        // just ended) stay: if this logout is abandoned, the store must still be cleared.
+        if !matches!(self.state, State::Idle) {
             return false;
         }
-        if matches!(self.state, State::LoggingOut) {
-            return false;
-        }
-        self.outputs.clear();
         self.state = State::LoggingOut;
         true
     }

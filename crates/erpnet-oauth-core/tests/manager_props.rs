@@ -257,13 +257,18 @@ impl Tok {
         }
     }
 
+    /// Fresh while `now` is before [`Self::fresh_until`].
     fn fresh(&self, now: SystemTime) -> bool {
-        self.exp.is_none_or(|e| now + self.margin() < e)
+        self.fresh_until().is_none_or(|until| now < until)
     }
 
+    /// The expiry less the margin, rounded up to a whole second (times are kept in whole seconds), never
+    /// after the expiry.
     fn fresh_until(&self) -> Option<SystemTime> {
-        let exp = self.exp?;
-        Some(exp.checked_sub(self.margin()).unwrap_or(UNIX_EPOCH))
+        let exp = self.exp?.duration_since(UNIX_EPOCH).unwrap();
+        let edge = exp.saturating_sub(self.margin());
+        let secs = edge.as_secs() + u64::from(edge.subsec_nanos() > 0);
+        Some(UNIX_EPOCH + Duration::from_secs(secs).min(exp))
     }
 }
 
@@ -1613,8 +1618,9 @@ impl Harness {
                 assert_eq!(self.sut.begin_logout(), expected, "begin_logout in {:?}", self.m.state);
                 if expected {
                     note("logout: begun");
+                    // A `Clear` still queued stays queued: an aborted logout must not keep tokens whose
+                    // login is over.
                     self.m.state = State::LoggingOut;
-                    self.m.expected.clear();
                 } else if self.m.state.renewing() {
                     note("logout: waits for the renewal under way");
                 }

@@ -8,7 +8,7 @@ use erpnet_oauth_core::{
     IdToken, IdTokenExpectations, Jwk, JwkSet, KeyCache, ManagerOptions, Output, PendingLogin,
     ProviderMetadata, RefreshToken, RetryAfter, Scopes, SeededRandom, SigningAlg, TokenError, TokenManager,
     TokenSet, bearer_challenge, check_api_response, parse_challenges, parse_revocation_response,
-    parse_token_response, parse_userinfo_response, verify_id_token,
+    parse_token_response, parse_userinfo_response, salvage_refresh_token, verify_id_token,
 };
 use erpnet_oauth_core::{AccessToken, api::parse_domain_error, http};
 use proptest::prelude::*;
@@ -523,8 +523,16 @@ proptest! {
             Some(Output::Persist { tokens, .. }) => {
                 prop_assert!(r.status().is_success());
                 prop_assert!(m.tokens().is_some());
-                // Without a refresh token in the answer, the old one is kept.
-                prop_assert!(tokens.refresh_token.is_some());
+                match parse_token_response(&r, now(), &Scopes::erpnet_default()) {
+                    // A usable answer without a refresh token keeps the old one (catalogue E3).
+                    Ok(_) => prop_assert!(tokens.refresh_token.is_some()),
+                    // An unusable 200 spends the one sent (E10): the answer's, if readable, or none.
+                    Err(_) => {
+                        prop_assert_eq!(tokens.refresh_token.as_ref().map(|t| t.secret().to_owned()),
+                            salvage_refresh_token(&r).map(|t| t.secret().to_owned()));
+                        prop_assert_eq!(&tokens.access_token, &initial_tokens().access_token);
+                    }
+                }
             }
             Some(Output::Clear) => {
                 prop_assert!(m.tokens().is_none());
