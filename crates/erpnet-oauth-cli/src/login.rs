@@ -6,7 +6,7 @@ use crate::errors::failure;
 use crate::exit::Failure;
 use crate::settings::{self, SavedProfile, Settings};
 use erpnet_oauth_core::{AuthorizationRequest, is_loopback};
-use erpnet_oauth_ureq::{FileStore, HttpClient, HttpOptions, RedirectListener, Session};
+use erpnet_oauth_ureq::{FileStore, HttpClient, HttpOptions, LoginOutcome, RedirectListener, Session};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -71,7 +71,15 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     let callback = received.map_err(failure)?;
     // finish_login stores the tokens last, after every check and request, and the file store replaces its
     // file atomically: a Ctrl-C in this phase leaves either no tokens or the whole new set.
-    let login = session.finish_login(pending, callback.as_callback()).map_err(failure)?;
+    let login = match session.finish_login(pending, callback.as_callback()) {
+        Ok(login) => login,
+        Err(e) => {
+            let failed = failure(e);
+            // The browser's page says what the terminal says (escaped there), not "logged in".
+            listener.reply(LoginOutcome::Failed { reason: &failed.message });
+            return Err(failed);
+        }
+    };
     phase.store(STORING, Ordering::SeqCst);
 
     let saved = SavedProfile {
@@ -95,6 +103,8 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
         );
     }
     let subject = login.claims.as_ref().map(|c| c.sub.clone()).unwrap_or_else(|| "(no ID token)".to_owned());
+    // Only now, verified and stored, does the browser hear that the login succeeded.
+    listener.reply(LoginOutcome::LoggedIn { user: login.claims.as_ref().map(|c| c.sub.as_str()) });
     eprintln!("Logged in as {subject}");
     Ok(())
 }
@@ -132,22 +142,20 @@ fn check_writable(settings: &Settings) -> Result<(), Failure> {
     })
 }
 
-fn open_browser(url: &str) -> std::io::Result<()> {
-    let mut cmd = if cfg!(target_os = "macos") {
-        std::process::Command::new("open")
-    } else if cfg!(windows) {
-        let mut c = std::process::Command::new("cmd");
-        c.args(["/C", "start", ""]);
-        c
-    } else {
-        std::process::Command::new("xdg-open")
-    };
-    cmd.arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(drop)
+/// Opens `url` in the user's browser through the OS's own way of opening a link (`ShellExecuteW` on
+/// Windows, `open` on macOS, `xdg-open` elsewhere: the `opener` crate), never through a shell, so the URL
+/// reaches the browser whole whatever it holds (`&`, quotes...). Only an `https` URL, or plain `http` to a
+/// loopback host, is opened: the authorize URL may come from a discovery document.
+fn open_browser(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    let allowed = parsed.scheme() == "https" || (parsed.scheme() == "http" && is_loopback(&parsed));
+    if !allowed {
+        return Err(format!(
+            "not opening a `{}:` URL; only https (or http to this machine) is opened",
+            parsed.scheme()
+        ));
+    }
+    opener::open_browser(url).map_err(|e| e.to_string())
 }
 
 /// A progress line on stderr while waiting, only when stderr is a terminal.

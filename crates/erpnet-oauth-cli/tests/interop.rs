@@ -182,7 +182,7 @@ fn endpoints_come_from_discovery_not_from_fixed_paths(peer: Peer) {
     }
     let run = h.start_login(h.cli(&["login", "--no-browser"]));
     assert!(run.authorize_url.starts_with(&format!("{authorize}?")), "{}", run.authorize_url);
-    assert!(run.browse(&h).contains("Login received"));
+    assert!(run.browse(&h).contains("Logged in"));
     let o = run.finish();
     h.check_streams(&o, true);
     o.assert_success();

@@ -26,7 +26,8 @@ fn confidential_login_prints_the_url_alone_and_stores_the_tokens() {
     assert!(get("code_verifier").is_none());
 
     let page = run.browse(&h);
-    assert!(page.contains("Login received"), "{page}");
+    // Sent once the tokens are verified and stored.
+    assert!(page.contains("Logged in as admin."), "{page}");
     let o = run.finish();
     h.check_streams(&o, true);
     o.assert_success();
@@ -400,4 +401,37 @@ fn without_no_browser_the_system_browser_is_opened_with_the_url() {
     let o = run.finish();
     o.assert_success();
     assert!(o.stderr.contains("could not start a browser"), "{o:#?}");
+}
+
+#[test]
+fn the_browser_gets_the_whole_authorize_url_from_the_os_never_a_shell() {
+    // A stand-in for the platform's opener (xdg-open here; ShellExecuteW on Windows, `open` on macOS)
+    // records the arguments it is given: the authorize URL, `&`s and all, arrives as one argument.
+    let h = Harness::new();
+    let bin = tempfile::tempdir().unwrap();
+    let record = bin.path().join("opened");
+    let script = bin.path().join("xdg-open");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nprintf '%s\\n' \"$#\" \"$@\" > '{}.tmp'\nmv '{0}.tmp' '{0}'\n", record.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut cmd = h.cli(&["login"]);
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("{}:{path}", bin.path().display()));
+    let run = h.start_login(cmd);
+    let mut opened = None;
+    for _ in 0..200 {
+        if let Ok(text) = std::fs::read_to_string(&record) {
+            opened = Some(text);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let opened = opened.expect("the opener was started");
+    assert!(run.authorize_url.contains('&'));
+    assert_eq!(opened, format!("1\n{}\n", run.authorize_url), "one argument, the whole URL");
+    run.browse(&h);
+    run.finish().assert_success();
 }

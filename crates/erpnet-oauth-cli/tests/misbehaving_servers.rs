@@ -569,3 +569,39 @@ fn e4_a_refreshed_id_token_for_another_subject_ends_the_login() {
     h.run(h.store_only(&["token"])).assert_only_error(3, &["erpnet-oauth login"]);
     assert_eq!(h.mock().counters().refresh_token_grants, grants);
 }
+
+#[test]
+fn an_authorize_endpoint_from_discovery_that_is_not_https_is_never_opened() {
+    // The discovery document names a plain-http authorization endpoint on another host, with a `&` that a
+    // shell would take for a command separator: the URL is printed for the user to judge, never handed to
+    // the platform's opener (a stand-in for xdg-open records whether it ran).
+    use std::os::unix::fs::PermissionsExt as _;
+    let h = Harness::new();
+    let instance = h.instance();
+    let issuer = h.mock().issuer().to_owned();
+    script(&h, "/id/.well-known/openid-configuration", usize::MAX, move || {
+        let doc = serde_json::json!({
+            "issuer": issuer,
+            "authorization_endpoint": "http://attacker.example/authorize?x&calc.exe",
+            "token_endpoint": format!("{instance}/id/connect/token"),
+            "jwks_uri": format!("{instance}/id/.well-known/openid-configuration/jwks"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        json(200, &doc.to_string())
+    });
+    let bin = tempfile::tempdir().unwrap();
+    let record = bin.path().join("opened");
+    let opener = bin.path().join("xdg-open");
+    std::fs::write(&opener, format!("#!/bin/sh\ntouch '{}'\n", record.display())).unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = h.cli(&["--allow-insecure-http", "login", "--wait", "1"]);
+    let path = std::env::var("PATH").unwrap_or_default();
+    cmd.env("PATH", format!("{}:{path}", bin.path().display()));
+    let o = h.run(cmd);
+    assert!(o.stderr.contains("http://attacker.example/authorize?x&calc.exe"), "{o:#?}");
+    assert!(o.stderr.contains("not opening a `http:` URL"), "{o:#?}");
+    o.assert_failure(3, &["no login callback arrived"]);
+    assert!(!record.exists(), "the opener was never started");
+}

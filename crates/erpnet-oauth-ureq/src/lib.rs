@@ -72,7 +72,7 @@ pub use clock::{Clock, OsRandom, SystemClock};
 pub use erpnet_oauth_core::Error;
 pub use erpnet_oauth_core::HttpOptions;
 pub use erpnet_oauth_core::lifecycle::{LoggedIn, Logout, Revocation};
-pub use login::{Cancel, ReceivedCallback, RedirectListener};
+pub use login::{Cancel, LoginOutcome, ReceivedCallback, RedirectListener};
 pub use session::{Session, SessionBuilder};
 pub use store::{FileStore, MemoryStore, StoreError, StoreLock, TokenStore};
 pub use transport::HttpClient;

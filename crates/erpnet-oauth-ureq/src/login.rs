@@ -4,10 +4,10 @@
 use crate::Error;
 use erpnet_oauth_core::{Callback, CallbackFilter, ListenerRequest, PendingLogin};
 use std::io::{BufRead as _, BufReader, Read, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Largest request head (request line and headers) the listener reads.
@@ -75,19 +75,41 @@ impl ReceivedCallback {
 
 /// Listens on the redirect URI's loopback address for the browser's redirect after the login.
 ///
-/// It binds exactly the redirect URI's host and port (`localhost` binds `127.0.0.1`; no port means 80) and
-/// takes only the callback of the login it waits for (catalogue B9, [`PendingLogin::judge_request`]):
-/// another path, a favicon, a request without this login's `state` (a web page embedding the callback
-/// address, another login's stale callback) gets an error page and the wait goes on. Connections are
-/// served at once, each on its own thread with a deadline for its whole request (10 s) and bounded sizes,
-/// so that a slow or hostile client can neither hold the login nor delay the timeout or a cancel. The
-/// wait gives up after the timeout (default 300 s) or when cancelled.
+/// It binds exactly the redirect URI's host and port (no port means 80); `localhost` is served on both
+/// `127.0.0.1` and `[::1]` (RFC 8252 §8.3: the browser may resolve it to either), on the same port. It takes
+/// only the callback of the login it waits for (catalogue B9, [`PendingLogin::judge_request`]): another
+/// path, a favicon, a request without this login's `state` (a web page embedding the callback address,
+/// another login's stale callback) gets an error page and the wait goes on. Connections are served at once,
+/// each on its own thread with a deadline for its whole request (10 s) and bounded sizes, so that a slow or
+/// hostile client can neither hold the login nor delay the timeout or a cancel. The wait gives up after the
+/// timeout (default 300 s) or when cancelled.
+///
+/// The browser that brought the callback is kept waiting for its page until the application says how the
+/// login ended ([`Self::reply`]): "logged in" only once the tokens are verified and stored. A listener
+/// dropped without a reply tells the browser to return to the application.
 #[derive(Debug)]
 pub struct RedirectListener {
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     redirect_uri: String,
     timeout: Duration,
     cancel: Cancel,
+    /// The connection of the browser that brought the callback, waiting for its page.
+    browser: Mutex<Option<TcpStream>>,
+}
+
+/// How a login ended, for the page the browser gets ([`RedirectListener::reply`]).
+#[derive(Debug, Clone, Copy)]
+pub enum LoginOutcome<'a> {
+    /// Logged in (as `user`, when known): the tokens are verified and stored.
+    LoggedIn {
+        /// Who, e.g. the ID token's `sub` or name; it is escaped before it reaches the page.
+        user: Option<&'a str>,
+    },
+    /// The login failed; `reason` (escaped before it reaches the page) says why.
+    Failed {
+        /// What went wrong.
+        reason: &'a str,
+    },
 }
 
 impl RedirectListener {
@@ -104,10 +126,12 @@ impl RedirectListener {
                 url.scheme()
             )));
         }
-        let ip: IpAddr = match url.host() {
-            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => Ipv4Addr::LOCALHOST.into(),
-            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => ip.into(),
-            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => ip.into(),
+        let ips: Vec<IpAddr> = match url.host() {
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
+            }
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => vec![ip.into()],
+            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => vec![ip.into()],
             _ => {
                 return Err(Error::Listener(
                     "the redirect URI's host is not a loopback address (localhost, 127.0.0.1, [::1])"
@@ -116,22 +140,27 @@ impl RedirectListener {
             }
         };
         let port = url.port().unwrap_or(80);
-        let listener = TcpListener::bind(SocketAddr::new(ip, port))
-            .map_err(|e| Error::Listener(format!("cannot listen on {ip}:{port}: {e}")))?;
-        let bound = listener.local_addr().map_err(|e| Error::Listener(e.to_string()))?;
+        let listeners = bind_all(&ips, port)?;
+        let bound = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .ok_or_else(|| Error::Listener("no address could be bound".to_owned()))?;
         let mut actual = url.clone();
         if port == 0 {
             actual
                 .set_port(Some(bound.port()))
                 .map_err(|_| Error::Listener("cannot set the chosen port".to_owned()))?;
         }
-        listener.set_nonblocking(true).map_err(|e| Error::Listener(e.to_string()))?;
+        for listener in &listeners {
+            listener.set_nonblocking(true).map_err(|e| Error::Listener(e.to_string()))?;
+        }
         let redirect_uri = if port == 0 { actual.to_string() } else { redirect_uri.to_owned() };
         Ok(RedirectListener {
-            listener,
+            listeners,
             redirect_uri,
             timeout: Duration::from_secs(300),
             cancel: Cancel::new(),
+            browser: Mutex::new(None),
         })
     }
 
@@ -146,9 +175,38 @@ impl RedirectListener {
         &self.redirect_uri
     }
 
-    /// The local address bound.
+    /// The local address bound (the IPv4 one for `localhost`, which also listens on `[::1]`).
     pub fn local_addr(&self) -> Result<SocketAddr, Error> {
-        self.listener.local_addr().map_err(|e| Error::Listener(e.to_string()))
+        let first = self.listeners.first().ok_or_else(|| Error::Listener("not bound".to_owned()))?;
+        first.local_addr().map_err(|e| Error::Listener(e.to_string()))
+    }
+
+    /// Every local address bound.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    /// Answers the browser that brought the callback with how the login ended (once the tokens are
+    /// verified and stored, or what went wrong), escaped. Does nothing if there is no browser waiting.
+    pub fn reply(&self, outcome: LoginOutcome<'_>) {
+        let taken = self.browser.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(mut stream) = taken {
+            match outcome {
+                LoginOutcome::LoggedIn { user } => {
+                    let who = user.map(|u| format!(" as {}", html_escape(u))).unwrap_or_default();
+                    respond(
+                        &mut stream,
+                        200,
+                        &format!("Logged in{who}. You can close this window and return to the application."),
+                    );
+                }
+                LoginOutcome::Failed { reason } => respond(
+                    &mut stream,
+                    200,
+                    &format!("The login failed: {}. You can close this window.", html_escape(reason)),
+                ),
+            }
+        }
     }
 
     /// A handle that cancels [`Self::wait`] from another thread.
@@ -161,7 +219,7 @@ impl RedirectListener {
     pub fn wait(&self, pending: &PendingLogin) -> Result<ReceivedCallback, Error> {
         // A timeout too large for the clock means: no deadline.
         let deadline = Instant::now().checked_add(self.timeout);
-        let (found, callbacks) = mpsc::channel::<Request>();
+        let (found, callbacks) = mpsc::channel::<(Request, TcpStream)>();
         let busy = Arc::new(AtomicUsize::new(0));
         let filter = Arc::new(pending.callback_filter());
         loop {
@@ -171,7 +229,8 @@ impl RedirectListener {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(Error::LoginTimeout(self.timeout));
             }
-            if let Ok(request) = callbacks.try_recv() {
+            if let Ok((request, browser)) = callbacks.try_recv() {
+                *self.browser.lock().unwrap_or_else(PoisonError::into_inner) = Some(browser);
                 return Ok(if request.method == "POST" {
                     ReceivedCallback::FormPost(request.body)
                 } else {
@@ -180,11 +239,23 @@ impl RedirectListener {
                     )
                 });
             }
-            match self.listener.accept() {
-                Ok((stream, _)) => self.serve(stream, &filter, &busy, &found),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(POLL),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Error::Listener(format!("accepting a connection failed: {e}"))),
+            let mut accepted = false;
+            for listener in &self.listeners {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        accepted = true;
+                        self.serve(stream, &filter, &busy, &found);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => return Err(Error::Listener(format!("accepting a connection failed: {e}"))),
+                }
+            }
+            if !accepted {
+                std::thread::sleep(POLL);
             }
         }
     }
@@ -196,7 +267,7 @@ impl RedirectListener {
         stream: TcpStream,
         filter: &Arc<CallbackFilter>,
         busy: &Arc<AtomicUsize>,
-        found: &mpsc::Sender<Request>,
+        found: &mpsc::Sender<(Request, TcpStream)>,
     ) {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
@@ -213,9 +284,10 @@ impl RedirectListener {
             let Ok(mut writer) = stream.try_clone() else { return };
             match read_request(stream, Instant::now() + CONNECTION_DEADLINE) {
                 Ok(request) => match filter.judge(&request.method, &request.target, &request.body) {
+                    // The browser waits for its page until the application says how the login ended.
                     ListenerRequest::Callback(_) => {
-                        respond(&mut writer, 200, page(&request));
-                        let _ = found.send(request);
+                        let _ = writer.set_write_timeout(Some(Duration::from_secs(5)));
+                        let _ = found.send((request, writer));
                     }
                     ListenerRequest::Ignore { status, reason } => respond(&mut writer, status, reason),
                 },
@@ -225,6 +297,75 @@ impl RedirectListener {
     }
 }
 
+impl Drop for RedirectListener {
+    fn drop(&mut self) {
+        // No reply was given (the application ended early): the browser is not left hanging, and is told
+        // nothing it cannot know.
+        let taken = self.browser.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(mut stream) = taken {
+            respond(
+                &mut stream,
+                200,
+                "The login was received. Return to the application to see how it went.",
+            );
+        }
+    }
+}
+
+/// Binds every address of `ips` on `port`; port 0 lets the OS choose for the first, and the others take the
+/// same (a few tries if that port is taken there). An IPv6 loopback the machine does not have is skipped.
+fn bind_all(ips: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, Error> {
+    let err = |ip: &IpAddr, port: u16, e: std::io::Error| {
+        Error::Listener(format!("cannot listen on {ip}:{port}: {e}"))
+    };
+    let mut last = None;
+    for _ in 0..5 {
+        let mut listeners = Vec::with_capacity(ips.len());
+        let mut chosen = port;
+        let mut retry = false;
+        for (i, ip) in ips.iter().enumerate() {
+            match TcpListener::bind(SocketAddr::new(*ip, chosen)) {
+                Ok(l) => {
+                    if i == 0 {
+                        chosen = l.local_addr().map(|a| a.port()).map_err(|e| err(ip, port, e))?;
+                    }
+                    listeners.push(l);
+                }
+                Err(e) if i == 0 => return Err(err(ip, port, e)),
+                // No IPv6 on this machine: IPv4 only.
+                Err(e) if ip.is_ipv6() && e.kind() == std::io::ErrorKind::AddrNotAvailable => {}
+                Err(e) if port == 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    last = Some(err(ip, chosen, e));
+                    retry = true;
+                    break;
+                }
+                Err(e) => return Err(err(ip, chosen, e)),
+            }
+        }
+        if !retry {
+            return Ok(listeners);
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Listener("no port could be bound".to_owned())))
+}
+
+/// `text` for an HTML page: markup characters escaped, control characters dropped.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Counts a connection out when its thread ends, however it ends.
 struct Done(Arc<AtomicUsize>);
 
@@ -232,23 +373,6 @@ impl Drop for Done {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
-}
-
-/// The page for the browser once the callback arrived.
-fn page(request: &Request) -> &'static str {
-    let refused = match request.target.split_once('?') {
-        Some((_, q)) if request.method == "GET" => has_error(q.as_bytes()),
-        _ => has_error(&request.body),
-    };
-    if refused {
-        "The login was refused or failed. You can close this window."
-    } else {
-        "Login received. You can close this window and return to the application."
-    }
-}
-
-fn has_error(form: &[u8]) -> bool {
-    form.split(|b| *b == b'&').any(|pair| pair.starts_with(b"error="))
 }
 
 struct Request {
@@ -317,6 +441,7 @@ fn read_request(stream: TcpStream, deadline: Instant) -> Result<Request, u16> {
     Ok(Request { method, target, body })
 }
 
+/// Answers with a page whose `message` is already HTML (escaped where it holds outside text).
 fn respond(stream: &mut TcpStream, status: u16, message: &str) {
     let reason = match status {
         200 => "OK",

@@ -442,7 +442,10 @@ impl Harness {
         let mut cmd = self.cli(&["login", "--no-browser"]);
         cmd.env("ERPNET_CLIENT_SECRET", wrong);
         let run = self.start_login(cmd);
-        run.browse(self);
+        let page = run.browse(self);
+        // The browser's page tells the real outcome, not "logged in".
+        assert!(page.contains("The login failed") && page.contains("invalid_client"), "{page}");
+        assert!(!page.contains("Logged in"), "{page}");
         let o = run.finish();
         self.check_streams(&o, true);
         o.assert_failure(4, &["invalid_client", "ERPNET_CLIENT_SECRET"]);
@@ -466,7 +469,10 @@ impl Harness {
     pub fn login_with(&self, cmd: Command) -> Outcome {
         let run = self.start_login(cmd);
         let page = run.browse(self);
-        assert!(page.contains("Login received"), "the CLI's listener answers the browser: {page}");
+        assert!(
+            page.contains("Logged in"),
+            "the CLI's listener answers the browser once the tokens are stored: {page}"
+        );
         let o = run.finish();
         self.check_streams(&o, true);
         o.assert_success();
