@@ -96,7 +96,7 @@ fn describe(err: &Error, injected: &[String]) -> String {
         Error::Refresh(RefreshError::Transport(reason)) => scripted(injected, adapter::is_timeout(reason)),
         Error::Refresh(e) => Some(format!("{e:?}")),
         Error::Timeout(_) => scripted(injected, true),
-        Error::Http(_) | Error::Connect(_) => scripted(injected, false),
+        Error::Http(_) | Error::Connect(_) | Error::Io(_) => scripted(injected, false),
         _ => None,
     };
     mapped.unwrap_or_else(|| format!("{err:?}"))

@@ -203,6 +203,13 @@ impl Run {
                     Reply::Response(r) => self.manager.handle_refresh_response(id, &r, self.now),
                     Reply::TransportError(e) => self.manager.handle_refresh_failure(id, &e, self.now),
                 },
+                // A refreshed ID token needs the issuer's keys (catalogue E11).
+                Output::FetchKeys { id, request } => match wire.send(&request) {
+                    Reply::Response(r) => self.manager.handle_keys_response(id, Ok(&r), self.now),
+                    Reply::TransportError(e) => {
+                        self.manager.handle_keys_response::<Vec<u8>>(id, Err(&e), self.now)
+                    }
+                },
                 Output::Persist { id, tokens } => {
                     self.store.push(StoreEvent::Save(view(&tokens)));
                     self.manager.handle_persisted(id, Ok(()), self.now);
