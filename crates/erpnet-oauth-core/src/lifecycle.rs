@@ -326,6 +326,8 @@ struct TokenWait {
     call: Option<ApiCall>,
 }
 
+// Short-lived, on the stack of one step: boxing the step would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
 enum Asked<T, U> {
     /// The token (or `()` once the header is set).
     Ready(T),
@@ -649,6 +651,7 @@ impl fmt::Debug for FinishLogin {
 }
 
 /// What the keys say about an ID token to verify.
+#[allow(clippy::large_enum_variant)] // short-lived, like `Asked`
 enum KeysFor {
     Ready,
     Next(Step<LoggedIn>),
