@@ -66,7 +66,7 @@ fn assert_every_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report
 
 /// The catalogue's sections (`../shared/CONFORMANCE.md`) and how many lines each has: every line has a case.
 const CATALOGUE: [(&str, usize); 9] =
-    [("A", 5), ("B", 7), ("C", 7), ("D", 9), ("E", 8), ("F", 6), ("G", 3), ("H", 5), ("I", 1)];
+    [("A", 5), ("B", 8), ("C", 7), ("D", 9), ("E", 14), ("F", 6), ("G", 4), ("H", 5), ("I", 1)];
 
 /// Every catalogue line has a case that passed through the report's driver.
 fn assert_every_catalogue_line_passed(report: &Report) {
