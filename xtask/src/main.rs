@@ -1,7 +1,7 @@
 //! `cargo xtask conformance [--driver core|ureq|async|all] [--filter SUBSTR]`: runs the conformance cases
 //! in `fixtures/` through the core, the ureq adapter and/or the async adapter (default: all three) and
-//! prints `PASS [driver] id` / `FAIL [driver] id: why` / `SKIP [driver] id: why` per case, then
-//! `N passed, M failed, K skipped`.
+//! prints `PASS [driver] id` / `FAIL [driver] id: why` per case, then `[driver] N passed, M failed` per
+//! driver, then the totals `N passed, M failed`.
 
 mod bench;
 mod ci;

@@ -1,4 +1,5 @@
-//! `cargo test` runs every conformance case through the three drivers, so CI cannot skip them.
+//! `cargo test` runs every conformance case through the three drivers, so CI cannot skip them: each case
+//! must pass through the core, the ureq adapter and the async adapter alike.
 
 use std::collections::BTreeMap;
 use xtask::conformance::{
@@ -17,7 +18,7 @@ fn async_() -> Box<dyn Driver> {
     Box::new(AsyncDriver::new())
 }
 
-/// The drivers that send over real HTTP to the mock, and the core.
+/// The core, and the drivers that send over real HTTP to the mock.
 fn all_drivers() -> [Box<dyn Driver>; 3] {
     [core(), ureq(), async_()]
 }
@@ -39,112 +40,91 @@ fn run_all(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report {
     conformance::run(&fixtures_dir(), None, make).expect("fixtures/ is readable")
 }
 
-/// The cases that only the adapters run (`drivers = ["ureq", ...]`), by file content.
-fn adapter_only() -> Vec<String> {
-    fixture_files()
-        .into_iter()
-        .filter(|id| load(&fixtures_dir().join(format!("{id}.toml"))).expect("loads").drivers.is_some())
-        .collect()
-}
-
-#[test]
-fn every_case_passes_against_the_core() {
-    let report = run_all(&mut core);
+/// Every case passes through `make`'s driver: one result per file, in file order, each a pass. Prints the
+/// driver's count and returns the report.
+fn assert_every_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report {
+    let report = run_all(make);
     let files = fixture_files();
-    assert!(files.len() >= 55, "only {} cases in fixtures/", files.len());
+    assert!(files.len() >= 150, "only {} cases in fixtures/", files.len());
     let mut ids: Vec<&str> = report.results.iter().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
-    assert_eq!(ids, files.iter().map(String::as_str).collect::<Vec<_>>(), "one result per file");
+    let missing: Vec<&String> = files.iter().filter(|f| !ids.contains(&f.as_str())).collect();
+    assert!(missing.is_empty() && ids.len() == files.len(), "one result per file; none for {missing:?}");
     let lines = report.lines();
-    assert_eq!(report.failed(), 0, "\n{}", lines.join("\n"));
-    // The core skips only the adapter-only cases, and each says why.
-    let skipped: Vec<String> = report
-        .results
-        .iter()
-        .filter(|r| matches!(r.verdict, Verdict::Skip(_)))
-        .map(|r| r.id.clone())
-        .collect();
-    assert_eq!(skipped, adapter_only());
-    let expected = format!("{} passed, 0 failed, {} skipped", files.len() - skipped.len(), skipped.len());
-    assert_eq!(lines.last().map(String::as_str), Some(expected.as_str()));
-}
-
-/// The E, F, G and H cases an adapter (ureq, async) does not run, each with its reason (a substring of the
-/// SKIP line).
-const ADAPTER_SKIPS: &[(&str, &str)] = &[
-    // The session renews on use; it has no timer to wake it before expiry. E8's renewal before use runs.
-    ("E8-timer-refreshes-before-expiry", "no timer entry point"),
-    // The end-session URL is the core's alone; the session revokes in logout (G1, G2 run).
-    ("G3-end-session-url", "end session"),
-    // H5 is the discovery document, which the session does not fetch: not an adapter behaviour.
-    ("H5-err-discovery-issuer-differs", "no discovery"),
-    ("H5-err-discovery-unavailable-erpnet-paths-used", "no discovery"),
-];
-
-/// Every E, F, G and H case passes through `driver`'s adapter but those of [`ADAPTER_SKIPS`], skipped for
-/// their reason, and every catalogue line of E, F, G1-G2 and H1-H4 has a case that passed. Returns the
-/// report.
-fn assert_every_e_f_g_h_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report {
-    let report = run_all(make);
-    let lines = report.lines();
-    assert_eq!(report.failed(), 0, "\n{}", lines.join("\n"));
-    assert_eq!(report.results.len(), fixture_files().len());
-    let efh: Vec<_> = report.results.iter().filter(|r| r.id.starts_with(['E', 'F', 'G', 'H'])).collect();
-    let mut skipped = Vec::new();
-    for r in &efh {
-        match &r.verdict {
-            Verdict::Pass => {}
-            Verdict::Skip(why) => {
-                let allowed = ADAPTER_SKIPS.iter().find(|(id, _)| *id == r.id);
-                let (_, reason) =
-                    allowed.unwrap_or_else(|| panic!("[{}] {} is skipped: {why}", r.driver, r.id));
-                assert!(why.contains(reason), "[{}] {}: {why}", r.driver, r.id);
-                skipped.push(r.id.as_str());
-            }
-            Verdict::Fail(why) => panic!("[{}] {}: {why}", r.driver, r.id),
-        }
-    }
-    assert_eq!(skipped, ADAPTER_SKIPS.iter().map(|(id, _)| *id).collect::<Vec<_>>());
-    for (section, lines) in [("E", 1..=8), ("F", 1..=6), ("G", 1..=2), ("H", 1..=4)] {
-        for n in lines {
-            let prefix = format!("{section}{n}-");
-            assert!(
-                efh.iter().any(|r| r.id.starts_with(&prefix) && r.verdict == Verdict::Pass),
-                "no {section}{n} case passed through the {} driver",
-                efh.first().map_or("?", |r| r.driver)
-            );
-        }
-    }
+    let failures: Vec<&String> = lines.iter().filter(|l| !l.starts_with("PASS ")).collect();
+    let name = report.drivers().first().copied().unwrap_or("?");
+    assert!(
+        report.results.iter().all(|r| r.verdict == Verdict::Pass),
+        "[{name}] not every case passed:\n{}",
+        failures.iter().map(|l| l.as_str()).collect::<Vec<_>>().join("\n")
+    );
+    let count = format!("[{name}] {} passed, 0 failed", files.len());
+    assert!(lines.contains(&count), "{count} missing from {:?}", lines.last());
+    println!("{count}");
     report
 }
 
-/// The ids of the cases that passed.
-fn passed(report: &Report) -> Vec<&str> {
-    report.results.iter().filter(|r| r.verdict == Verdict::Pass).map(|r| r.id.as_str()).collect()
+/// The catalogue's sections (`../shared/CONFORMANCE.md`) and how many lines each has: every line has a case.
+const CATALOGUE: [(&str, usize); 9] =
+    [("A", 5), ("B", 8), ("C", 7), ("D", 9), ("E", 14), ("F", 6), ("G", 4), ("H", 5), ("I", 1)];
+
+/// Every catalogue line has a case that passed through the report's driver.
+fn assert_every_catalogue_line_passed(report: &Report) {
+    for (section, count) in CATALOGUE {
+        for n in 1..=count {
+            let prefix = format!("{section}{n}-");
+            let passed =
+                report.results.iter().any(|r| r.id.starts_with(&prefix) && r.verdict == Verdict::Pass);
+            let name = report.drivers().first().copied().unwrap_or("?");
+            assert!(passed, "no {section}{n} case passed through the {name} driver");
+        }
+    }
 }
 
 #[test]
-fn every_e_f_g_h_case_passes_through_the_ureq_adapter_against_the_mock() {
-    assert_every_e_f_g_h_case_passes(&mut ureq);
+fn every_case_passes_through_the_core() {
+    let report = assert_every_case_passes(&mut core);
+    assert_every_catalogue_line_passed(&report);
 }
 
 #[test]
-fn the_async_adapter_passes_every_case_the_ureq_adapter_passes() {
-    let of_async = assert_every_e_f_g_h_case_passes(&mut async_);
-    let of_ureq = run_all(&mut ureq);
-    let (by_async, by_ureq) = (passed(&of_async), passed(&of_ureq));
-    let missing: Vec<&&str> = by_ureq.iter().filter(|id| !by_async.contains(id)).collect();
-    assert!(missing.is_empty(), "passed through ureq, not through async: {missing:?}");
-    // The seed's API exchanges and the client credentials cases run through both adapters.
-    assert!(by_async.iter().filter(|id| id.starts_with("seed-")).count() >= 2, "{by_async:?}");
-    assert!(by_async.iter().any(|id| id.starts_with("I1-")), "{by_async:?}");
+fn every_case_passes_through_the_ureq_adapter_against_the_mock() {
+    let report = assert_every_case_passes(&mut ureq);
+    assert_every_catalogue_line_passed(&report);
 }
 
 #[test]
-fn every_catalogue_line_of_sections_a_b_c_e_f_h_has_a_case() {
+fn every_case_passes_through_the_async_adapter_against_the_mock() {
+    let report = assert_every_case_passes(&mut async_);
+    assert_every_catalogue_line_passed(&report);
+}
+
+#[test]
+fn the_report_counts_each_driver_then_the_totals() {
+    let mut report = Report::default();
+    for make in [core as fn() -> Box<dyn Driver>, ureq, async_] {
+        let mut make = make;
+        report.extend(
+            conformance::run(&fixtures_dir(), Some("seed-domain-api-call"), &mut make).expect("runs"),
+        );
+    }
+    let lines = report.lines();
+    let tail: Vec<&str> = lines.iter().rev().take(4).rev().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "[core] 1 passed, 0 failed",
+            "[ureq] 1 passed, 0 failed",
+            "[async] 1 passed, 0 failed",
+            "3 passed, 0 failed"
+        ]
+    );
+}
+
+#[test]
+fn every_catalogue_line_has_a_case_and_the_seed_its_own() {
     let ids = fixture_files();
-    let lines = [("A", 5), ("B", 7), ("C", 7), ("E", 8), ("F", 6), ("H", 5)];
-    for (section, count) in lines {
+    for (section, count) in CATALOGUE {
         for n in 1..=count {
             let prefix = format!("{section}{n}-");
             assert!(ids.iter().any(|id| id.starts_with(&prefix)), "no case for {section}{n}");
@@ -221,7 +201,7 @@ fn concurrent_callers_of_a_failed_renewal_share_its_one_request_and_its_error() 
 
 #[test]
 fn a_transport_failure_of_another_kind_fails_the_case() {
-    // The script drops the connection, the case expects a timeout: both drivers must tell them apart.
+    // The script drops the connection, the case expects a timeout: every driver must tell them apart.
     for mut driver in all_drivers() {
         let mut c = case("E6-err-timeout-keeps-tokens");
         let step = c.steps.first_mut().and_then(|s| s.as_table_mut()).expect("a step");
@@ -230,6 +210,25 @@ fn a_transport_failure_of_another_kind_fails_the_case() {
         first.insert("transport_error".into(), toml::Value::String("connection reset".into()));
         let err = check(&c, driver.as_mut()).expect_err("not a timeout");
         assert!(err.contains("expected the error Transport(\"timeout\")"), "{}: {err}", driver.name());
+    }
+}
+
+#[test]
+fn a_login_step_answers_only_its_own_part_of_the_login() {
+    // B7's hybrid login with the front channel's JWKS moved to the exchange step: the front-channel step
+    // then has nothing to answer the key request with, and the exchange step gets the key request where
+    // it expects the code exchange. Every driver must fail the case, not let one step answer another's.
+    for mut driver in all_drivers() {
+        let mut c = case("B7-hybrid-front-channel-id-token-verified-then-exchanged");
+        let front = c
+            .steps
+            .iter_mut()
+            .find(|s| s.get("do").and_then(|d| d.as_str()) == Some("verify_front_channel"))
+            .and_then(|s| s.as_table_mut())
+            .expect("a front-channel step");
+        front.remove("wire");
+        let err = check(&c, driver.as_mut()).expect_err("the key request is not the exchange");
+        assert!(err.contains("(exchange)") && err.contains("jwks"), "{}: {err}", driver.name());
     }
 }
 

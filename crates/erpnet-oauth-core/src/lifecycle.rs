@@ -324,6 +324,8 @@ struct TokenWait {
     call: Option<ApiCall>,
 }
 
+// Short-lived, on the stack of one step: boxing the step would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
 enum Asked<T, U> {
     /// The token (or `()` once the header is set).
     Ready(T),
@@ -647,6 +649,7 @@ impl fmt::Debug for FinishLogin {
 }
 
 /// What the keys say about an ID token to verify.
+#[allow(clippy::large_enum_variant)] // short-lived, like `Asked`
 enum KeysFor {
     Ready,
     Next(Step<LoggedIn>),

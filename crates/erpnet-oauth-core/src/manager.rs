@@ -376,6 +376,7 @@ fn pair(tokens: &TokenSet) -> StoredPair {
 /// The answer to [`TokenManager::poll_keys`].
 #[derive(Debug)]
 #[must_use]
+#[allow(clippy::large_enum_variant)] // returned and matched at once, like `Output`
 pub enum Keys {
     /// Verify with [`TokenManager::keys`] now.
     Ready,

@@ -1,54 +1,77 @@
 //! What the adapter drivers ([`super::UreqDriver`], [`super::AsyncDriver`]) share: the mock ERP.net in
-//! scripted mode, its interceptor, the mapping of requests between the case's instance and the mock, the
-//! late callers' gate, the scripted transport failures, and the steps no adapter session performs.
+//! scripted mode and its interceptor, and the driver itself, written once over the [`Adapter`] trait that
+//! each adapter's session implements through its public API only.
 //!
 //! Each case gets its own mock (a loopback port chosen by the OS) whose interceptor answers every request
 //! from the case's script: the request is mapped back from the mock's origin to the case's instance
 //! (`http://127.0.0.1:PORT/...` → `https://demodb.my.erp.net/...`, `Host` likewise) so the script's
 //! expectations hold unchanged, then goes through the [`Wire`] of the action in progress, whose reply the
 //! mock sends (a transport error: the connection is closed without an answer, or for `timeout` never
-//! answered, so that the adapter's own timeout fires).
+//! answered, so that the adapter's own timeout fires). The other way, the URLs the client builds from
+//! the mock's origin (the authorization and end-session URLs) are shown with the case's, and the
+//! endpoints of a discovery document the script answers with are pointed at the mock (all but `issuer`),
+//! so that the client sends them there.
+//!
+//! How the steps map onto an adapter's session:
+//! - `authorize`: `Session::start_login` (the OS random source); a case that pins its random bytes
+//!   (`random = { hex }`) builds the pending login with them instead, with the core's
+//!   `AuthorizationRequest::build` and the session's client, as an application with its own random source
+//!   would.
+//! - `callback`, `verify_front_channel`, `exchange`: one `Session::finish_login`, which runs in the
+//!   background from the `callback` step on. A request it sends when no step's script can answer it (after
+//!   the callback was accepted; the token request after the front channel was verified) waits at the mock
+//!   for the next step's script, and the step ends there: so each step answers its part of the login, and
+//!   its outcome is the login's end if it ended within it (a callback or front-channel rejection).
+//! - `verify_id_token` with a token: a login of a second session (the verifier, with its own key cache,
+//!   kept across steps) whose token endpoint the driver answers with the token: the adapters verify ID
+//!   tokens when a login or a refresh receives them, and nowhere else. Without a token: the last login's
+//!   claims, verified by its `exchange`.
+//! - `discovery`: the client's discovery request (sent to the mock: it goes to the issuer, which is the
+//!   case's) through the adapter's HTTP client, read with the core's `ProviderMetadata::parse` (what the
+//!   blocking adapter's `HttpClient::discover` does), and applied as an application applies it: the
+//!   session is built again with `ClientConfig::with_provider`'s configuration, over the same store.
+//! - `revoke`: `Session::logout`; `end_session`: `ClientConfig::end_session_url` with the session's ID
+//!   token; `timeout`: `Session::poll_timeout` / `Session::handle_timeout`; `api_call`: `Session::send`.
 
-use super::core_driver::{build_client, build_client_at};
-use super::driver::{Harness, Reply, Setup, Wire};
+use super::case::StoredTokens;
+use super::core_driver::{
+    CallbackData, Random, authorization_request, build_client, build_client_at, token_set,
+    verification_answer, verification_callback, verification_request, view,
+};
+use super::driver::{AuthorizeParams, CallOutcome, Harness, Reply, Setup, StoreEvent, TokensView, Wire};
+use super::message::Message;
 use super::oidc::{Expect, OidcDriver};
-use erpnet_oauth_core::ClientConfig;
+use super::outcome::{describe, is_timeout, revocation};
+use erpnet_oauth_core::lifecycle::{LoggedIn, Logout};
+use erpnet_oauth_core::{
+    AuthorizationRequest, Callback, ClientConfig, EndSession, Error, IdTokenError, PendingLogin,
+    ProviderMetadata, TokenSet,
+};
 use erpnet_oauth_mock::{Intercepted, MockConfig, MockErpNet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The adapter's HTTP timeout when the case sets none: long enough never to fire on loopback.
 pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Why an adapter session cannot run a step kind.
-pub(super) const NO_TIMER: &str = "the Session has no timer entry point (poll_timeout / handle_timeout): it \
-                                   renews on use only, which E8-refresh-within-the-skew and E8-custom-skew \
-                                   check";
-pub(super) const NO_OIDC: &str = "the Session offers no discovery, ID token verification or end session of \
-                                  its own (it revokes in logout: the revoke steps run)";
-pub(super) const NO_LOGIN: &str = "login steps are not driven through the adapter";
-
-/// The step kinds an adapter session does not perform, and why (see the drivers' module docs).
-pub(super) fn unsupported(step: &str) -> Option<&'static str> {
-    match step {
-        "timeout" => Some(NO_TIMER),
-        "discovery" | "verify_id_token" | "verify_front_channel" | "end_session" => Some(NO_OIDC),
-        "authorize" | "callback" | "exchange" => Some(NO_LOGIN),
-        _ => None,
-    }
-}
+/// How long a step waits for a login running in the background to end or to send a request no script
+/// answers, and how long such a request waits for a step's script.
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// The headers the HTTP clients (ureq, reqwest) add on their own, left out of comparisons.
 pub(super) const TRANSPORT_HEADERS: &[&str] =
     &["user-agent", "content-length", "accept-encoding", "transfer-encoding", "connection"];
 
-/// The action in progress, read by the mock's interceptor.
-pub(super) type Slot = Arc<Mutex<Option<Action>>>;
-
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+// -------------------------------------------------------------------------------------------------------
+// The scripted mock
+// -------------------------------------------------------------------------------------------------------
 
 /// One action's server side: its wire, the transport failures injected, and the late callers' gate.
 #[derive(Debug, Clone)]
@@ -56,16 +79,27 @@ pub(super) struct Action {
     pub(super) wire: Wire,
     pub(super) injected: Arc<Mutex<Vec<String>>>,
     pub(super) gate: Arc<Gate>,
+    /// Open-ended: a request beyond the script waits for the next action (a login's next step).
+    open: bool,
+    /// The answer to the next POST, instead of the wire's (a standalone verification's token endpoint).
+    canned: Arc<Mutex<Option<http::Response<Vec<u8>>>>>,
 }
 
 impl Action {
     /// An action over `wire` with `count` concurrent callers.
-    pub(super) fn new(wire: &Wire, count: usize) -> Self {
+    fn new(wire: &Wire, count: usize) -> Self {
         Action {
             wire: wire.clone(),
             injected: Arc::default(),
             gate: Arc::new(Gate::new(count.saturating_sub(1))),
+            open: false,
+            canned: Arc::default(),
         }
+    }
+
+    /// The transport failures injected so far.
+    pub(super) fn injected(&self) -> Vec<String> {
+        lock(&self.injected).clone()
     }
 }
 
@@ -126,16 +160,54 @@ impl Gate {
     }
 }
 
-/// Whether a scripted transport failure is a timeout (the mock then never answers).
-pub(super) fn is_timeout(reason: &str) -> bool {
-    reason.contains("timeout") || reason.contains("timed out")
+/// The action in progress and the requests waiting for one.
+#[derive(Debug, Default)]
+struct SlotState {
+    action: Option<Action>,
+    /// Requests waiting for an action that can answer them.
+    parked: usize,
+    /// The case is over: waiting requests are dropped.
+    closing: bool,
 }
 
-/// The scripted transport failure as the core driver reports it, `Transport("<reason>")`, when the last
-/// one injected is of the kind the adapter saw (`timeout`: the adapter timed out; otherwise: the
-/// connection failed).
-pub(super) fn scripted(injected: &[String], timeout: bool) -> Option<String> {
-    injected.last().filter(|r| is_timeout(r) == timeout).map(|r| format!("Transport({r:?})"))
+#[derive(Debug, Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
+
+impl Slot {
+    /// The action that answers the next request: the one in progress unless it is open-ended and its
+    /// script is used up; otherwise the request waits for the next one.
+    fn action_for_a_request(&self) -> Result<Action, Intercepted> {
+        let deadline = Instant::now() + SETTLE;
+        let mut state = lock(&self.state);
+        loop {
+            if state.closing {
+                return Err(Intercepted::Drop);
+            }
+            if let Some(action) = &state.action {
+                if !(action.open && action.wire.exhausted()) {
+                    return Ok(action.clone());
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Intercepted::Respond(text_response(
+                    599,
+                    "no step's script answered this request",
+                )));
+            }
+            state.parked += 1;
+            state = self.changed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+            state.parked -= 1;
+        }
+    }
+
+    fn set(&self, action: Option<Action>) {
+        lock(&self.state).action = action;
+        self.changed.notify_all();
+    }
 }
 
 /// The request as the case writes it: the mock's origin replaced by the case's, `Host` dropped (the
@@ -163,34 +235,67 @@ pub(super) fn as_case_request(
     Ok(out)
 }
 
+/// A discovery document's endpoints pointed at the mock: every string member but `issuer` that starts
+/// with the case's origin. Other answers are returned as they are.
+fn discovery_at_the_mock(
+    response: http::Response<Vec<u8>>,
+    case_origin: &str,
+    mock_origin: &str,
+) -> http::Response<Vec<u8>> {
+    let Ok(serde_json::Value::Object(mut doc)) = serde_json::from_slice::<serde_json::Value>(response.body())
+    else {
+        return response;
+    };
+    for (name, value) in &mut doc {
+        if let serde_json::Value::String(url) = value {
+            if name != "issuer" {
+                if let Some(rest) = url.strip_prefix(case_origin) {
+                    *url = format!("{mock_origin}{rest}");
+                }
+            }
+        }
+    }
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    http::Response::from_parts(parts, serde_json::Value::Object(doc).to_string().into_bytes())
+}
+
 fn text_response(status: u16, text: &str) -> http::Response<Vec<u8>> {
     let mut r = http::Response::new(text.as_bytes().to_vec());
     *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     r
 }
 
-/// The mock's interceptor: every request goes through the action's wire.
+/// The mock's interceptor: every request goes through the wire of the action that answers it.
 fn interceptor(
-    driver: &'static str,
-    slot: Slot,
+    slot: Arc<Slot>,
+    posts: Arc<AtomicUsize>,
     case_origin: String,
+    mock_origin: String,
     mock_authority: String,
 ) -> erpnet_oauth_mock::Interceptor {
     Arc::new(move |req: &http::Request<Vec<u8>>| {
-        let Some(action) = lock(&slot).clone() else {
-            return Intercepted::Respond(text_response(
-                599,
-                &format!("the {driver} driver has no action in progress"),
-            ));
+        let action = match slot.action_for_a_request() {
+            Ok(a) => a,
+            Err(answer) => return answer,
         };
         let request = match as_case_request(req, &case_origin, &mock_authority) {
             Ok(r) => r,
             Err(e) => return Intercepted::Respond(text_response(599, &e)),
         };
-        if req.method() == http::Method::POST && req.uri().path().ends_with("/connect/token") {
-            action.gate.renewal_on_the_wire();
+        if req.method() == http::Method::POST {
+            posts.fetch_add(1, Ordering::SeqCst);
+            if let Some(answer) = lock(&action.canned).take() {
+                return Intercepted::Respond(answer);
+            }
+            if req.uri().path().ends_with("/connect/token") {
+                action.gate.renewal_on_the_wire();
+            }
         }
         match action.wire.send(&request) {
+            Reply::Response(r) if req.uri().path().ends_with("/.well-known/openid-configuration") => {
+                Intercepted::Respond(discovery_at_the_mock(r, &case_origin, &mock_origin))
+            }
             Reply::Response(r) => Intercepted::Respond(r),
             Reply::TransportError(reason) => {
                 let timeout = is_timeout(&reason);
@@ -208,19 +313,21 @@ pub(super) struct ScriptedMock {
     pub(super) client: ClientConfig,
     /// The adapter's HTTP timeout: the case's, or [`DEFAULT_TIMEOUT`].
     pub(super) timeout: Duration,
-    slot: Slot,
+    slot: Arc<Slot>,
+    /// POSTs answered so far (a login's code goes with its first).
+    posts: Arc<AtomicUsize>,
     /// `https://demodb.my.erp.net`: where the case's API targets point.
     case_origin: String,
     /// `http://127.0.0.1:PORT`: where the session sends them.
     mock_origin: String,
-    /// Drop it after the session: it stops the server.
+    /// Dropped last: it stops the server.
     _mock: MockErpNet,
 }
 
 impl ScriptedMock {
-    /// Starts the mock for `setup`, answering for driver `driver`. The inner `Err` is the case's client
-    /// configuration refused, as the adapter's user would see it.
-    pub(super) fn start(driver: &'static str, setup: &Setup) -> Harness<Result<ScriptedMock, String>> {
+    /// Starts the mock for `setup`. The inner `Err` is the case's client configuration refused, as the
+    /// adapter's user would see it.
+    pub(super) fn start(setup: &Setup) -> Harness<Result<ScriptedMock, String>> {
         let case_client = match build_client(setup)? {
             Ok(c) => c,
             Err(refused) => return Ok(Err(refused)),
@@ -236,19 +343,27 @@ impl ScriptedMock {
         let client = build_client_at(&at_mock, &format!("{mock_origin}{path}"))?
             .map_err(|e| format!("the client configuration for the mock is refused: {e}"))?;
         let timeout = setup.client.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
-        let slot: Slot = Arc::default();
-        mock.set_interceptor(Some(interceptor(driver, slot.clone(), case_origin.clone(), mock_authority)));
-        Ok(Ok(ScriptedMock { client, timeout, slot, case_origin, mock_origin, _mock: mock }))
+        let slot = Arc::new(Slot::default());
+        let posts = Arc::new(AtomicUsize::new(0));
+        mock.set_interceptor(Some(interceptor(
+            slot.clone(),
+            posts.clone(),
+            case_origin.clone(),
+            mock_origin.clone(),
+            mock_authority,
+        )));
+        Ok(Ok(ScriptedMock { client, timeout, slot, posts, case_origin, mock_origin, _mock: mock }))
     }
 
-    /// The case's API call `request`, sent to the mock instead of the case's instance.
-    pub(super) fn to_mock(&self, request: &http::Request<()>) -> Harness<http::Request<Vec<u8>>> {
+    /// The case's `request` (an API call, the discovery request), sent to the mock instead of the case's
+    /// instance.
+    fn to_mock<B: Clone>(&self, request: &http::Request<B>) -> Harness<http::Request<B>> {
         let target = request.uri().to_string();
         let rest =
             target.strip_prefix(&self.case_origin).filter(|r| r.starts_with('/')).ok_or_else(|| {
                 format!("`{target}` is not on the instance: the adapter drivers send only to the mock")
             })?;
-        let mut req = http::Request::new(Vec::new());
+        let mut req = http::Request::new(request.body().clone());
         *req.method_mut() = request.method().clone();
         *req.uri_mut() =
             format!("{}{rest}", self.mock_origin).parse().map_err(|e| format!("`{target}`: {e}"))?;
@@ -256,57 +371,557 @@ impl ScriptedMock {
         Ok(req)
     }
 
-    /// Starts an action: the mock answers from `wire` until [`Self::end`].
-    pub(super) fn begin(&self, wire: &Wire, count: usize) -> Action {
+    /// A URL the client built on the mock's origin, on the case's.
+    fn to_case_url(&self, url: &str) -> String {
+        match url.strip_prefix(&self.mock_origin) {
+            Some(rest) => format!("{}{rest}", self.case_origin),
+            None => url.to_owned(),
+        }
+    }
+
+    /// Starts an action with `count` callers: the mock answers from `wire` until [`Self::end`]; a request
+    /// beyond the script is one the script did not expect.
+    fn begin(&self, wire: &Wire, count: usize) -> Action {
         let action = Action::new(wire, count);
-        *lock(&self.slot) = Some(action.clone());
+        self.slot.set(Some(action.clone()));
         action
     }
 
-    /// Ends the action in progress: the mock answers 599 until the next.
-    pub(super) fn end(&self) {
-        *lock(&self.slot) = None;
+    /// Starts an open-ended action: a request beyond the script waits for the next action.
+    fn begin_open(&self, wire: &Wire) -> Action {
+        let action = Action { open: true, ..Action::new(wire, 1) };
+        self.slot.set(Some(action.clone()));
+        action
+    }
+
+    /// Starts an action whose first POST is answered with `answer`, the rest from `wire`.
+    fn begin_canned(&self, wire: &Wire, answer: http::Response<Vec<u8>>) -> Action {
+        let action = Action { canned: Arc::new(Mutex::new(Some(answer))), ..Action::new(wire, 1) };
+        self.slot.set(Some(action.clone()));
+        action
+    }
+
+    /// Ends the action in progress: requests wait for the next.
+    fn end(&self) {
+        self.slot.set(None);
+    }
+
+    /// POSTs answered so far.
+    fn posts(&self) -> usize {
+        self.posts.load(Ordering::SeqCst)
+    }
+
+    /// Whether a request is waiting that the action in progress (if any) cannot answer.
+    fn request_waiting(&self) -> bool {
+        let state = lock(&self.slot.state);
+        state.parked > 0 && state.action.as_ref().is_none_or(|a| a.wire.exhausted())
+    }
+
+    /// The case is over: waiting requests are dropped, and later ones too.
+    fn close(&self) {
+        lock(&self.slot.state).closing = true;
+        self.slot.changed.notify_all();
     }
 }
 
-/// An adapter driver's one OpenID Connect step: `revoke`, run as the session's logout (revoke the refresh
-/// token, then forget the tokens and clear the store whatever the server said).
-pub(super) trait Logout {
-    /// Logs out over `wire`: the revocation's error (as the cases write errors) and whether it is
-    /// retryable.
-    fn logout(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>>;
+// -------------------------------------------------------------------------------------------------------
+// The adapter's session, and the driver over it
+// -------------------------------------------------------------------------------------------------------
+
+/// An adapter's session, through its public API, with blocking calls (see the drivers).
+pub(super) trait Adapter: Send + Sync + 'static {
+    /// The session's client configuration.
+    fn client(&self) -> ClientConfig;
+    /// `Session::start_login`.
+    fn start_login(&self, request: AuthorizationRequest) -> Result<PendingLogin, Error>;
+    /// `Session::finish_login`.
+    fn finish_login(&self, pending: PendingLogin, callback: Callback<'_>) -> Result<LoggedIn, Error>;
+    /// `Session::logout`.
+    fn logout(&self) -> Result<Logout, Error>;
+    /// `Session::poll_timeout`.
+    fn poll_timeout(&self) -> Option<SystemTime>;
+    /// `Session::handle_timeout`.
+    fn handle_timeout(&self) -> Result<(), Error>;
+    /// `Session::tokens`.
+    fn tokens(&self) -> Option<TokenSet>;
+    /// The adapter's discovery: sends `request` (the client's discovery request, sent to the mock) and
+    /// reads the document for the client's issuer.
+    fn discover(&self, request: http::Request<Vec<u8>>) -> Result<ProviderMetadata, Error>;
+    /// The session built again for `client`, over the same store, clock and settings.
+    fn rebuild(&self, client: ClientConfig) -> Harness<Arc<dyn Adapter>>;
+    /// Another session for the same client and clock, with a store and settings of its own.
+    fn verifier(&self) -> Harness<Arc<dyn Adapter>>;
+    /// `count` concurrent `Session::send`s of `request` while `action` answers.
+    fn api_calls(
+        &self,
+        request: http::Request<Vec<u8>>,
+        count: usize,
+        action: &Action,
+    ) -> Harness<Vec<CallOutcome>>;
+    /// Another process writes the store (`None`: deletes it), bypassing the session.
+    fn write_store(&self, tokens: Option<&TokenSet>) -> Harness<()>;
+    /// What the session asked its store to do since the last call.
+    fn take_store_events(&self) -> Vec<StoreEvent>;
 }
 
-/// The other OpenID Connect steps are [`unsupported`]: the runner skips their cases before any runs.
-impl<T: Logout> OidcDriver for T {
-    fn discovery(&mut self, _wire: &Wire) -> Harness<Result<(), String>> {
-        Err(NO_OIDC.to_owned())
+/// How an adapter driver starts a case's session: the setup, the mock and the case's clock.
+pub(super) type Start = fn(&Setup, &ScriptedMock, Arc<Mutex<SystemTime>>) -> Harness<Arc<dyn Adapter>>;
+
+/// A login in progress through the adapter.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a few per case
+enum LoginSlot {
+    /// Built, waiting for its callback.
+    Pending(PendingLogin),
+    /// `finish_login` running in the background, and the POSTs answered before it started.
+    Running { job: JoinHandle<Result<LoggedIn, Error>>, posts_at: usize },
+    /// Ended before its `exchange` step: the result, and whether the code was sent.
+    Ended { result: Result<LoggedIn, Error>, code_sent: bool },
+}
+
+/// A login with no accepted callback, or whose code was already sent: nothing to exchange.
+const NO_CODE: &str = "NoCodeToExchange";
+
+/// One case's session through an adapter.
+struct AdapterRun {
+    session: Arc<dyn Adapter>,
+    verifier: Arc<dyn Adapter>,
+    now: Arc<Mutex<SystemTime>>,
+    /// The case's random bytes, when it pins them (`random = { hex }`).
+    random: Option<Random>,
+    logins: BTreeMap<String, LoginSlot>,
+    last_login: Option<LoggedIn>,
+    mock: ScriptedMock,
+}
+
+impl std::fmt::Debug for AdapterRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterRun")
+            .field("logins", &self.logins)
+            .field("mock", &self.mock)
+            .finish_non_exhaustive()
     }
+}
+
+impl Drop for AdapterRun {
+    fn drop(&mut self) {
+        // A login still waiting for a step (the case ended after its callback) ends: its request is dropped.
+        self.mock.close();
+        for (_, slot) in std::mem::take(&mut self.logins) {
+            if let LoginSlot::Running { job, .. } = slot {
+                let _ended = job.join();
+            }
+        }
+    }
+}
+
+impl AdapterRun {
+    /// Waits until the background login `job` ended, or sent a request no script in progress answers.
+    fn settle(&self, job: &JoinHandle<Result<LoggedIn, Error>>) -> Harness<()> {
+        let deadline = Instant::now() + SETTLE;
+        while !job.is_finished() && !self.mock.request_waiting() {
+            if Instant::now() > deadline {
+                return Err("the login neither ended nor sent a request".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+
+    /// Waits for the background login `job` to end.
+    fn join(job: JoinHandle<Result<LoggedIn, Error>>) -> Harness<Result<LoggedIn, Error>> {
+        let deadline = Instant::now() + SETTLE;
+        while !job.is_finished() {
+            if Instant::now() > deadline {
+                return Err("the login did not end".to_owned());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        job.join().map_err(|_| "the login's thread panicked".to_owned())
+    }
+
+    /// Carries login `login` on while `action` answers; `open`: until it ends or sends a request beyond
+    /// the script. Returns its end, if it ended.
+    fn carry_login(&mut self, login: &str, open: bool) -> Harness<Option<(Result<LoggedIn, Error>, bool)>> {
+        match self.logins.remove(login) {
+            Some(LoginSlot::Running { job, posts_at }) => {
+                if open {
+                    self.settle(&job)?;
+                    if !job.is_finished() {
+                        self.logins.insert(login.to_owned(), LoginSlot::Running { job, posts_at });
+                        return Ok(None);
+                    }
+                }
+                let result = Self::join(job)?;
+                Ok(Some((result, self.mock.posts() > posts_at)))
+            }
+            Some(LoginSlot::Ended { result, code_sent }) => Ok(Some((result, code_sent))),
+            Some(pending @ LoginSlot::Pending(_)) => {
+                self.logins.insert(login.to_owned(), pending);
+                Err(NO_CODE.to_owned())
+            }
+            None => Err(NO_CODE.to_owned()),
+        }
+    }
+}
+
+/// The driver of an adapter: see the module docs.
+pub struct AdapterDriver {
+    name: &'static str,
+    start: Start,
+    run: Option<AdapterRun>,
+}
+
+impl std::fmt::Debug for AdapterDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterDriver").field("name", &self.name).field("run", &self.run).finish()
+    }
+}
+
+impl AdapterDriver {
+    /// A driver named `name` whose sessions `start` builds.
+    pub(super) fn new(name: &'static str, start: Start) -> Self {
+        AdapterDriver { name, start, run: None }
+    }
+
+    fn run(&mut self) -> Harness<&mut AdapterRun> {
+        self.run.as_mut().ok_or_else(|| "no case started".to_owned())
+    }
+
+    pub(super) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub(super) fn start(&mut self, setup: &Setup) -> Harness<Result<(), String>> {
+        self.run = None;
+        // The configuration the user would give: refused here exactly as the adapter's user sees it.
+        let mock = match ScriptedMock::start(setup)? {
+            Ok(m) => m,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let now = Arc::new(Mutex::new(setup.now));
+        let session = (self.start)(setup, &mock, now.clone())?;
+        let verifier = session.verifier()?;
+        let random = match &setup.random.hex {
+            Some(_) => Some(Random::from_spec(&setup.random)?),
+            None => None,
+        };
+        self.run = Some(AdapterRun {
+            session,
+            verifier,
+            now,
+            random,
+            logins: BTreeMap::new(),
+            last_login: None,
+            mock,
+        });
+        Ok(Ok(()))
+    }
+
+    pub(super) fn authorize(&mut self, login: &str, p: &AuthorizeParams) -> Harness<Result<String, String>> {
+        let run = self.run()?;
+        let req = authorization_request(p)?;
+        let built = match run.random.as_mut() {
+            Some(bytes) => req.build(&run.session.client(), bytes).map_err(Error::from),
+            None => run.session.start_login(req),
+        };
+        Ok(match built {
+            Ok(pending) => {
+                let url = run.mock.to_case_url(pending.authorize_url());
+                run.logins.insert(login.to_owned(), LoginSlot::Pending(pending));
+                Ok(url)
+            }
+            Err(e) => Err(describe(&e, &[])),
+        })
+    }
+
+    pub(super) fn callback(&mut self, login: &str, request: &Message) -> Harness<Result<(), String>> {
+        let run = self.run()?;
+        let data = CallbackData::of(request)?;
+        let pending = match run.logins.remove(login) {
+            Some(LoginSlot::Pending(p)) => p,
+            other => {
+                // The pending login was moved into an earlier `finish_login`: nothing to handle a second
+                // callback with.
+                if let Some(slot) = other {
+                    run.logins.insert(login.to_owned(), slot);
+                }
+                return Ok(Err("NoPendingLogin".to_owned()));
+            }
+        };
+        let session = run.session.clone();
+        let posts_at = run.mock.posts();
+        let job = std::thread::spawn(move || session.finish_login(pending, data.as_callback()));
+        run.settle(&job)?;
+        if !job.is_finished() {
+            run.logins.insert(login.to_owned(), LoginSlot::Running { job, posts_at });
+            return Ok(Ok(()));
+        }
+        Ok(match AdapterRun::join(job)? {
+            Err(Error::Callback(e)) => Err(format!("{e:?}")),
+            result => {
+                let code_sent = run.mock.posts() > posts_at;
+                run.logins.insert(login.to_owned(), LoginSlot::Ended { result, code_sent });
+                Ok(())
+            }
+        })
+    }
+
+    pub(super) fn exchange(&mut self, login: &str, wire: &Wire) -> Harness<Result<TokensView, String>> {
+        let run = self.run()?;
+        let action = run.mock.begin(wire, 1);
+        let ended = run.carry_login(login, false);
+        run.mock.end();
+        let result = match ended {
+            Err(e) if e == NO_CODE => return Ok(Err(e)),
+            Err(e) => return Err(e),
+            Ok(None) => return Err("the login stopped before its end".to_owned()),
+            Ok(Some((result, _))) => result,
+        };
+        Ok(match result {
+            Ok(done) => {
+                let tokens = view(&done.tokens);
+                run.last_login = Some(done);
+                Ok(tokens)
+            }
+            Err(e) => Err(describe(&e, &action.injected())),
+        })
+    }
+
+    pub(super) fn api_calls(
+        &mut self,
+        request: &http::Request<()>,
+        count: usize,
+        wire: &Wire,
+    ) -> Harness<Vec<CallOutcome>> {
+        let run = self.run()?;
+        let (parts, ()) = run.mock.to_mock(request)?.into_parts();
+        let req = http::Request::from_parts(parts, Vec::new());
+        let action = run.mock.begin(wire, count);
+        let outcomes = run.session.api_calls(req, count, &action);
+        run.mock.end();
+        outcomes
+    }
+
+    pub(super) fn tick(&mut self, now: SystemTime) {
+        if let Some(run) = self.run.as_ref() {
+            *lock(&run.now) = now;
+        }
+    }
+
+    pub(super) fn next_timeout(&mut self) -> Option<SystemTime> {
+        self.run.as_ref().and_then(|r| r.session.poll_timeout())
+    }
+
+    pub(super) fn timeout(&mut self, wire: &Wire) -> Harness<Result<(), String>> {
+        let run = self.run()?;
+        let action = run.mock.begin(wire, 1);
+        let result = run.session.handle_timeout();
+        run.mock.end();
+        Ok(result.map_err(|e| describe(&e, &action.injected())))
+    }
+
+    pub(super) fn shared_store(&mut self, tokens: Option<&StoredTokens>, now: SystemTime) -> Harness<()> {
+        let run = self.run()?;
+        run.session.write_store(tokens.map(|t| token_set(t, now)).as_ref())
+    }
+
+    pub(super) fn tokens(&self) -> Option<TokensView> {
+        self.run.as_ref().and_then(|r| r.session.tokens()).map(|t| view(&t))
+    }
+
+    pub(super) fn take_store_events(&mut self) -> Vec<StoreEvent> {
+        self.run.as_ref().map(|r| r.session.take_store_events()).unwrap_or_default()
+    }
+}
+
+impl OidcDriver for AdapterDriver {
+    fn discovery(&mut self, wire: &Wire) -> Harness<Result<(), String>> {
+        let run = self.run()?;
+        // The discovery request goes to the issuer, which is the case's: sent to the mock instead.
+        let request = run.mock.to_mock(&run.session.client().discovery_request())?;
+        let action = run.mock.begin(wire, 1);
+        let found = run.session.discover(request);
+        run.mock.end();
+        let meta = match found {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(describe(&e, &action.injected()))),
+        };
+        match run.session.client().with_provider(&meta) {
+            Ok(client) => {
+                run.session = run.session.rebuild(client)?;
+                run.verifier = run.session.verifier()?;
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(format!("{e:?}"))),
+        }
+    }
+
     fn iss_parameter_supported(&self) -> Harness<bool> {
-        Err(NO_OIDC.to_owned())
+        self.run
+            .as_ref()
+            .map(|r| r.session.client().iss_parameter_supported())
+            .ok_or_else(|| "no case started".to_owned())
     }
+
     fn verify_id_token(
         &mut self,
-        _token: Option<&str>,
-        _expect: &Expect,
-        _wire: &Wire,
+        token: Option<&str>,
+        expect: &Expect,
+        wire: &Wire,
     ) -> Harness<Result<String, String>> {
-        Err(NO_OIDC.to_owned())
+        let run = self.run()?;
+        let Some(token) = token else {
+            // The last login's ID token was verified when it finished; nothing is sent.
+            let login = run.last_login.as_ref().ok_or_else(|| "no login has finished".to_owned())?;
+            return Ok(login
+                .claims
+                .as_ref()
+                .map(|c| c.sub.clone())
+                .ok_or_else(|| format!("{:?}", IdTokenError::Missing)));
+        };
+        let pending = run
+            .verifier
+            .start_login(verification_request(expect.nonce.as_deref()))
+            .map_err(|e| format!("the verifying login: {e}"))?;
+        let answer = verification_answer(token, expect.access_token.as_deref());
+        let action = run.mock.begin_canned(wire, answer);
+        let callback = verification_callback(run.verifier.client().issuer());
+        let result = run.verifier.finish_login(pending, Callback::Query(&callback));
+        run.mock.end();
+        let unused = lock(&action.canned).is_some();
+        drop(run.verifier.take_store_events());
+        match result {
+            Ok(login) => {
+                Ok(login.claims.map(|c| c.sub).ok_or_else(|| format!("{:?}", IdTokenError::Missing)))
+            }
+            Err(e) if !unused => Ok(Err(describe(&e, &action.injected()))),
+            Err(e) => Err(format!("the verifying login ended before its token request: {e:?}")),
+        }
     }
-    fn verify_front_channel(&mut self, _login: &str, _wire: &Wire) -> Harness<Result<(), String>> {
-        Err(NO_OIDC.to_owned())
+
+    fn verify_front_channel(&mut self, login: &str, wire: &Wire) -> Harness<Result<(), String>> {
+        let run = self.run()?;
+        let action = run.mock.begin_open(wire);
+        let ended = run.carry_login(login, true);
+        run.mock.end();
+        let ended = match ended {
+            Err(e) if e == NO_CODE => return Ok(Err(e)),
+            Err(e) => return Err(e),
+            Ok(None) => return Ok(Ok(())),
+            Ok(Some(ended)) => ended,
+        };
+        match ended {
+            // Rejected before the exchange: the login ends and its code is never sent.
+            (Err(e), false) => Ok(Err(describe(&e, &action.injected()))),
+            (result, code_sent) => {
+                run.logins.insert(login.to_owned(), LoginSlot::Ended { result, code_sent });
+                Ok(Ok(()))
+            }
+        }
     }
+
     fn revoke(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>> {
-        self.logout(wire)
+        let run = self.run()?;
+        let action = run.mock.begin(wire, 1);
+        let result = run.session.logout();
+        run.mock.end();
+        run.last_login = None;
+        revocation(result, &action.injected())
     }
+
     fn end_session(
         &mut self,
-        _post_logout_redirect_uri: Option<&str>,
-        _state: Option<&str>,
+        post_logout_redirect_uri: Option<&str>,
+        state: Option<&str>,
     ) -> Harness<Result<String, String>> {
-        Err(NO_OIDC.to_owned())
+        let run = self.run()?;
+        let hint = run.session.tokens().and_then(|t| t.id_token);
+        let logout = EndSession { id_token_hint: hint.as_ref(), post_logout_redirect_uri, state };
+        Ok(match run.session.client().end_session_url(&logout) {
+            Ok(url) => Ok(run.mock.to_case_url(&url)),
+            Err(e) => Err(format!("{e:?}")),
+        })
     }
 }
+
+/// Implements [`super::Driver`] for a newtype around [`AdapterDriver`].
+macro_rules! adapter_driver {
+    ($driver:ident) => {
+        impl $crate::conformance::Driver for $driver {
+            fn name(&self) -> &'static str {
+                self.0.name()
+            }
+            fn transport_headers(&self) -> &[&'static str] {
+                $crate::conformance::adapter::TRANSPORT_HEADERS
+            }
+            fn start(
+                &mut self,
+                setup: &$crate::conformance::Setup,
+            ) -> $crate::conformance::Harness<Result<(), String>> {
+                self.0.start(setup)
+            }
+            fn authorize(
+                &mut self,
+                login: &str,
+                params: &$crate::conformance::AuthorizeParams,
+            ) -> $crate::conformance::Harness<Result<String, String>> {
+                self.0.authorize(login, params)
+            }
+            fn callback(
+                &mut self,
+                login: &str,
+                request: &$crate::conformance::Message,
+            ) -> $crate::conformance::Harness<Result<(), String>> {
+                self.0.callback(login, request)
+            }
+            fn exchange(
+                &mut self,
+                login: &str,
+                wire: &$crate::conformance::Wire,
+            ) -> $crate::conformance::Harness<Result<$crate::conformance::TokensView, String>> {
+                self.0.exchange(login, wire)
+            }
+            fn api_calls(
+                &mut self,
+                request: &http::Request<()>,
+                count: usize,
+                wire: &$crate::conformance::Wire,
+            ) -> $crate::conformance::Harness<Vec<$crate::conformance::CallOutcome>> {
+                self.0.api_calls(request, count, wire)
+            }
+            fn tick(&mut self, now: std::time::SystemTime) {
+                self.0.tick(now)
+            }
+            fn next_timeout(&mut self) -> Option<std::time::SystemTime> {
+                self.0.next_timeout()
+            }
+            fn timeout(
+                &mut self,
+                wire: &$crate::conformance::Wire,
+            ) -> $crate::conformance::Harness<Result<(), String>> {
+                self.0.timeout(wire)
+            }
+            fn shared_store(
+                &mut self,
+                tokens: Option<&$crate::conformance::case::StoredTokens>,
+                now: std::time::SystemTime,
+            ) -> $crate::conformance::Harness<()> {
+                self.0.shared_store(tokens, now)
+            }
+            fn tokens(&self) -> Option<$crate::conformance::TokensView> {
+                self.0.tokens()
+            }
+            fn take_store_events(&mut self) -> Vec<$crate::conformance::StoreEvent> {
+                self.0.take_store_events()
+            }
+            fn oidc(&mut self) -> Option<&mut dyn $crate::conformance::oidc::OidcDriver> {
+                Some(&mut self.0)
+            }
+        }
+    };
+}
+pub(super) use adapter_driver;
 
 #[cfg(test)]
 mod tests {
@@ -332,12 +947,16 @@ mod tests {
     }
 
     #[test]
-    fn a_scripted_failure_is_reported_only_for_its_kind() {
-        let timed_out = vec!["connection reset".to_owned(), "timeout".to_owned()];
-        assert_eq!(scripted(&timed_out, true).as_deref(), Some(r#"Transport("timeout")"#));
-        assert_eq!(scripted(&timed_out, false), None);
-        assert_eq!(scripted(&[], true), None);
-        let dropped = vec!["connection reset".to_owned()];
-        assert_eq!(scripted(&dropped, false).as_deref(), Some(r#"Transport("connection reset")"#));
+    fn a_discovery_document_points_its_endpoints_at_the_mock_but_not_its_issuer() {
+        let doc = r#"{"issuer":"https://demodb.my.erp.net/id","jwks_uri":"https://demodb.my.erp.net/id/keys","token_endpoint":"https://elsewhere.example/token","response_types_supported":["code"]}"#;
+        let r = http::Response::new(doc.as_bytes().to_vec());
+        let out = discovery_at_the_mock(r, "https://demodb.my.erp.net", "http://127.0.0.1:4000");
+        let v: serde_json::Value = serde_json::from_slice(out.body()).unwrap();
+        assert_eq!(v["issuer"], "https://demodb.my.erp.net/id");
+        assert_eq!(v["jwks_uri"], "http://127.0.0.1:4000/id/keys");
+        assert_eq!(v["token_endpoint"], "https://elsewhere.example/token");
+        // Not JSON: as it came.
+        let r = http::Response::new(b"not found".to_vec());
+        assert_eq!(discovery_at_the_mock(r, "https://demodb.my.erp.net", "http://x").body(), b"not found");
     }
 }

@@ -2,67 +2,54 @@
 //! mock ERP.net in scripted mode: the same cases as the [`super::UreqDriver`], the same way.
 //!
 //! Each case gets its own scripted mock ([`super::adapter`]: the interceptor, the mapping of requests
-//! back to the case's instance, the late callers' gate) and its own tokio multi-thread runtime, owned by
-//! the driver. The adapter's [`Session`] is built in it as a user would build it: the mock's URL as the
-//! instance, a store that records what it is asked, a clock reading the case's time, the case's skew and
-//! renewal, and the case's timeout.
+//! back to the case's instance, the late callers' gate, and how each step maps onto the session) and its
+//! own tokio multi-thread runtime, owned by the driver. The adapter's [`Session`] is built in it as a user
+//! would build it: the mock's URL as the instance, a store that records what it is asked, a clock reading
+//! the case's time, the case's skew and renewal, and the case's timeout.
 //!
 //! What the mapping adds, and what it leaves out of comparisons:
-//! - reqwest's own headers ([`AsyncDriver::transport_headers`]) and its default `Accept: */*`, added only
-//!   to requests that have no `Accept` (dropped before the comparison, like ureq's).
-//! - Errors are reported as the core's errors print (`Api(e)` → `e`, `Refresh(e)` → `e`), so the
-//!   cases' expected texts hold. A transport failure the script injected is reported as the core driver
-//!   reports it, `Transport("<scripted reason>")`, only when the adapter's error is of the matching kind
-//!   (`Timeout` for a `timeout`; `Http`/`Connect` for a dropped connection: reqwest reports a connection
-//!   closed without an answer as `Http`); otherwise its own `Debug` shows. Errors of the adapter alone
-//!   (`BodyTooLarge`, ...) show as the adapter's `Debug`.
+//! - reqwest's own headers ([`super::adapter::TRANSPORT_HEADERS`]) and its default `Accept: */*`, added
+//!   only to requests that have no `Accept` (dropped before the comparison, like ureq's).
+//! - Errors are reported as every driver reports them ([`super::outcome::describe`]).
 //! - `count` concurrent callers are tokio tasks on the driver's runtime, sharing one `Session` (clones),
 //!   ordered by the shared gate (a late task waits for it on the blocking pool, never on a runtime
 //!   thread): the late callers find the renewal in flight and wait for it on the session's `Notify`.
-//!
-//! The `revoke` steps run as `Session::logout`. Not driven through the adapter (see
-//! [`AsyncDriver::unsupported`]): the same steps as the ureq driver, for the same reasons (the session has
-//! no timer, no discovery / ID token verification / end-session step of its own, and logins are not
-//! driven).
+//! - The other steps call the session's async methods from the driver's thread, or for a login running
+//!   in the background from a thread of its own (`Runtime::block_on`).
+//! - Discovery: the client's discovery request through the session's `HttpSend`, read with the core's
+//!   `ProviderMetadata::parse` (see [`super::adapter`]).
 
-use super::adapter::{self, NO_LOGIN, NO_TIMER, ScriptedMock, lock, scripted};
+use super::adapter::{self, Action, Adapter, AdapterDriver, ScriptedMock, lock};
 use super::core_driver::{options, stored_tokens, view};
-use super::driver::{AuthorizeParams, CallOutcome, Driver, Harness, Setup, StoreEvent, TokensView, Wire};
-use super::message::Message;
-use super::oidc::OidcDriver;
+use super::driver::{CallOutcome, Harness, Setup, StoreEvent};
+use super::outcome::call_outcome;
+use erpnet_oauth_async::erpnet_oauth_core::ProviderMetadata;
+use erpnet_oauth_async::erpnet_oauth_core::lifecycle::{LoggedIn, Logout};
 use erpnet_oauth_async::{
-    BoxFuture, Error, HttpOptions, MemoryStore, RefreshError, Revocation, Session, StoreError, StoreLock,
-    TokenSet, TokenStore,
+    AuthorizationRequest, BoxFuture, Callback, ClientConfig, Error, HttpOptions, ManagerOptions, MemoryStore,
+    PendingLogin, Session, StoreError, StoreLock, TokenSet, TokenStore,
 };
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 /// Runs cases through `erpnet-oauth-async` against `erpnet-oauth-mock` over loopback HTTP.
-#[derive(Debug, Default)]
-pub struct AsyncDriver {
-    run: Option<Run>,
-}
+#[derive(Debug)]
+pub struct AsyncDriver(AdapterDriver);
 
 impl AsyncDriver {
     /// A driver with no case started.
     pub fn new() -> Self {
-        AsyncDriver::default()
-    }
-
-    fn run(&mut self) -> Harness<&mut Run> {
-        self.run.as_mut().ok_or_else(|| "no case started".to_owned())
+        AsyncDriver(AdapterDriver::new("async", start))
     }
 }
 
-/// One case's session. Fields drop in order: the session, then the runtime, then the mock.
-#[derive(Debug)]
-struct Run {
-    session: Session,
-    store: Arc<RecordingStore>,
-    now: Arc<Mutex<SystemTime>>,
-    runtime: tokio::runtime::Runtime,
-    mock: ScriptedMock,
+impl Default for AsyncDriver {
+    fn default() -> Self {
+        Self::new()
+    }
 }
+
+adapter::adapter_driver!(AsyncDriver);
 
 /// The session's store: a [`MemoryStore`] that records what it is asked.
 #[derive(Debug, Default)]
@@ -88,101 +75,111 @@ impl TokenStore for RecordingStore {
     }
 }
 
-/// The adapter's error as the cases write errors (see the module docs).
-fn describe(err: &Error, injected: &[String]) -> String {
-    let mapped = match err {
-        Error::Api(e) => Some(format!("{e:?}")),
-        Error::Revocation(e) => Some(format!("{e:?}")),
-        Error::Refresh(RefreshError::Transport(reason)) => scripted(injected, adapter::is_timeout(reason)),
-        Error::Refresh(e) => Some(format!("{e:?}")),
-        Error::Timeout(_) => scripted(injected, true),
-        Error::Http(_) | Error::Connect(_) => scripted(injected, false),
-        _ => None,
-    };
-    mapped.unwrap_or_else(|| format!("{err:?}"))
+/// A case's session on the driver's runtime, and what it was built with (to build it again).
+#[derive(Debug)]
+struct Async {
+    session: Session,
+    store: Arc<RecordingStore>,
+    now: Arc<Mutex<SystemTime>>,
+    options: ManagerOptions,
+    http: HttpOptions,
+    runtime: Arc<tokio::runtime::Runtime>,
 }
 
-fn outcome(result: Result<http::Response<Vec<u8>>, Error>, injected: &[String]) -> CallOutcome {
-    match result {
-        Ok(_) => CallOutcome::Ok,
-        Err(e) => CallOutcome::Failed {
-            error: describe(&e, injected),
-            retryable: e.is_retryable(),
-            login_required: e.is_login_required(),
-        },
+fn start(setup: &Setup, mock: &ScriptedMock, now: Arc<Mutex<SystemTime>>) -> Harness<Arc<dyn Adapter>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("the tokio runtime does not start: {e}"))?;
+    let store = Arc::new(RecordingStore::default());
+    if let Some(tokens) = stored_tokens(setup) {
+        runtime.block_on(TokenStore::save(&store.inner, &tokens)).map_err(|e| format!("the store: {e}"))?;
     }
+    let http = HttpOptions::default().timeout(mock.timeout).connect_timeout(mock.timeout);
+    Async::build(mock.client.clone(), store, now, options(setup)?, http, Arc::new(runtime))
 }
 
-impl Driver for AsyncDriver {
-    fn name(&self) -> &'static str {
-        "async"
-    }
-
-    fn unsupported(&self, step: &str) -> Option<&'static str> {
-        adapter::unsupported(step)
-    }
-
-    fn transport_headers(&self) -> &[&'static str] {
-        adapter::TRANSPORT_HEADERS
-    }
-
-    fn start(&mut self, setup: &Setup) -> Harness<Result<(), String>> {
-        // The configuration the user would give: refused here exactly as the adapter's user sees it.
-        let mock = match ScriptedMock::start(self.name(), setup)? {
-            Ok(m) => m,
-            Err(refused) => return Ok(Err(refused)),
-        };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| format!("the tokio runtime does not start: {e}"))?;
-        let store = Arc::new(RecordingStore::default());
-        let now = Arc::new(Mutex::new(setup.now));
+impl Async {
+    fn build(
+        client: ClientConfig,
+        store: Arc<RecordingStore>,
+        now: Arc<Mutex<SystemTime>>,
+        options: ManagerOptions,
+        http: HttpOptions,
+        runtime: Arc<tokio::runtime::Runtime>,
+    ) -> Harness<Arc<dyn Adapter>> {
         let clock = {
             let now = now.clone();
             move || *lock(&now)
         };
-        let builder = Session::builder(mock.client.clone())
+        let builder = Session::builder(client)
             .store(store.clone())
             .clock(clock)
-            .manager_options(options(setup)?)
-            .http_options(HttpOptions::default().timeout(mock.timeout).connect_timeout(mock.timeout));
-        let session = runtime.block_on(async {
-            if let Some(tokens) = stored_tokens(setup) {
-                TokenStore::save(&store.inner, &tokens).await.map_err(|e| format!("the store: {e}"))?;
-            }
-            builder.build().await.map_err(|e| format!("the session does not build: {e}"))
-        })?;
-        self.run = Some(Run { session, store, now, runtime, mock });
-        Ok(Ok(()))
+            .manager_options(options.clone())
+            .http_options(http.clone());
+        let session =
+            runtime.block_on(builder.build()).map_err(|e| format!("the session does not build: {e}"))?;
+        Ok(Arc::new(Async { session, store, now, options, http, runtime }))
+    }
+}
+
+impl Adapter for Async {
+    fn client(&self) -> ClientConfig {
+        self.session.client().clone()
     }
 
-    fn authorize(&mut self, _login: &str, _params: &AuthorizeParams) -> Harness<Result<String, String>> {
-        Err(NO_LOGIN.to_owned())
+    fn start_login(&self, request: AuthorizationRequest) -> Result<PendingLogin, Error> {
+        self.session.start_login(request)
     }
 
-    fn callback(&mut self, _login: &str, _request: &Message) -> Harness<Result<(), String>> {
-        Err(NO_LOGIN.to_owned())
+    fn finish_login(&self, pending: PendingLogin, callback: Callback<'_>) -> Result<LoggedIn, Error> {
+        self.runtime.block_on(self.session.finish_login(pending, callback))
     }
 
-    fn exchange(&mut self, _login: &str, _wire: &Wire) -> Harness<Result<TokensView, String>> {
-        Err(NO_LOGIN.to_owned())
+    fn logout(&self) -> Result<Logout, Error> {
+        self.runtime.block_on(self.session.logout())
+    }
+
+    fn poll_timeout(&self) -> Option<SystemTime> {
+        self.session.poll_timeout()
+    }
+
+    fn handle_timeout(&self) -> Result<(), Error> {
+        self.runtime.block_on(self.session.handle_timeout())
+    }
+
+    fn tokens(&self) -> Option<TokenSet> {
+        self.session.tokens()
+    }
+
+    fn discover(&self, request: http::Request<Vec<u8>>) -> Result<ProviderMetadata, Error> {
+        let limit = self.session.http_options().token_body_limit;
+        let response = self.runtime.block_on(self.session.http().send(request, limit))?;
+        Ok(ProviderMetadata::parse(&response, self.session.client().issuer())?)
+    }
+
+    fn rebuild(&self, client: ClientConfig) -> Harness<Arc<dyn Adapter>> {
+        let (store, now, options) = (self.store.clone(), self.now.clone(), self.options.clone());
+        Async::build(client, store, now, options, self.http.clone(), self.runtime.clone())
+    }
+
+    fn verifier(&self) -> Harness<Arc<dyn Adapter>> {
+        let store = Arc::new(RecordingStore::default());
+        let (now, http, runtime) = (self.now.clone(), self.http.clone(), self.runtime.clone());
+        Async::build(self.client(), store, now, ManagerOptions::default(), http, runtime)
     }
 
     fn api_calls(
-        &mut self,
-        request: &http::Request<()>,
+        &self,
+        req: http::Request<Vec<u8>>,
         count: usize,
-        wire: &Wire,
+        action: &Action,
     ) -> Harness<Vec<CallOutcome>> {
-        let run = self.run()?;
-        let req = run.mock.to_mock(request)?;
-        let action = run.mock.begin(wire, count);
-        let results = run.runtime.block_on(async {
+        let results = self.runtime.block_on(async {
             let mut tasks = Vec::with_capacity(count);
             for i in 0..count {
-                let (session, req, action) = (run.session.clone(), req.clone(), action.clone());
+                let (session, req, action) = (self.session.clone(), req.clone(), action.clone());
                 tasks.push(tokio::spawn(async move {
                     if i > 0 {
                         let gate = action.gate.clone();
@@ -191,7 +188,7 @@ impl Driver for AsyncDriver {
                             .map_err(|e| format!("a late caller's gate failed: {e}"))?;
                     }
                     // Each caller judges its own result: a failure it sees was injected (and recorded) before.
-                    let result = outcome(session.send(req).await, &lock(&action.injected));
+                    let result = call_outcome(&session.send(req).await, &action.injected());
                     if i == 0 {
                         action.gate.open();
                     }
@@ -204,77 +201,18 @@ impl Driver for AsyncDriver {
             }
             results
         });
-        run.mock.end();
         results.into_iter().collect()
     }
 
-    fn tick(&mut self, now: SystemTime) {
-        if let Some(run) = self.run.as_ref() {
-            *lock(&run.now) = now;
-        }
+    fn write_store(&self, tokens: Option<&TokenSet>) -> Harness<()> {
+        let written = match tokens {
+            Some(t) => self.runtime.block_on(TokenStore::save(&self.store.inner, t)),
+            None => self.runtime.block_on(TokenStore::clear(&self.store.inner)),
+        };
+        written.map_err(|e| format!("the store: {e}"))
     }
 
-    fn next_timeout(&mut self) -> Option<SystemTime> {
-        None
-    }
-
-    fn timeout(&mut self, _wire: &Wire) -> Harness<()> {
-        Err(NO_TIMER.to_owned())
-    }
-
-    fn tokens(&self) -> Option<TokensView> {
-        self.run.as_ref().and_then(|r| r.session.tokens()).map(|t| view(&t))
-    }
-
-    fn take_store_events(&mut self) -> Vec<StoreEvent> {
-        self.run.as_ref().map(|r| std::mem::take(&mut *lock(&r.store.events))).unwrap_or_default()
-    }
-
-    fn oidc(&mut self) -> Option<&mut dyn OidcDriver> {
-        Some(self)
-    }
-}
-
-impl adapter::Logout for AsyncDriver {
-    fn logout(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>> {
-        let run = self.run()?;
-        let action = run.mock.begin(wire, 1);
-        let logout = run.runtime.block_on(run.session.logout());
-        run.mock.end();
-        let logout = logout.map_err(|e| format!("the store could not be cleared: {e}"))?;
-        Ok(match logout.revocation {
-            Revocation::Revoked => Ok(()),
-            Revocation::NothingToRevoke => Err(("NoRefreshToken".to_owned(), false)),
-            Revocation::NotOffered => Err(("NotOffered".to_owned(), false)),
-            Revocation::Failed(e) => Err((describe(&e, &lock(&action.injected)), e.is_retryable())),
-            _ => Err(("an unknown revocation outcome".to_owned(), false)),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_transport_error_is_the_scripted_one_only_when_its_kind_matches() {
-        let timeout = Error::Timeout("operation timed out".to_owned());
-        let closed = Error::Http("connection closed before message completed".to_owned());
-        let timed_out = vec!["timeout".to_owned()];
-        let dropped = vec!["connection reset".to_owned()];
-        assert_eq!(describe(&timeout, &timed_out), r#"Transport("timeout")"#);
-        assert_eq!(describe(&closed, &dropped), r#"Transport("connection reset")"#);
-        assert_eq!(
-            describe(&Error::Connect("refused".to_owned()), &dropped),
-            r#"Transport("connection reset")"#
-        );
-        // A kind other than the one injected, or nothing injected: the adapter's own Debug.
-        assert_eq!(describe(&timeout, &dropped), r#"Timeout("operation timed out")"#);
-        assert!(describe(&closed, &timed_out).starts_with("Http("));
-        assert!(describe(&closed, &[]).starts_with("Http("));
-        let waited = Error::Refresh(RefreshError::Transport("the request timed out (x)".to_owned()));
-        assert_eq!(describe(&waited, &timed_out), r#"Transport("timeout")"#);
-        assert!(describe(&waited, &dropped).starts_with("Refresh(Transport("));
-        assert_eq!(describe(&Error::BodyTooLarge { limit: 9 }, &[]), "BodyTooLarge { limit: 9 }");
+    fn take_store_events(&self) -> Vec<StoreEvent> {
+        std::mem::take(&mut *lock(&self.store.events))
     }
 }

@@ -44,9 +44,6 @@ pub struct Case {
     /// The steps, in order.
     #[serde(rename = "step", default)]
     pub steps: Vec<toml::Value>,
-    /// Only these drivers run the case (`["ureq"]`: an adapter behaviour the core has no part in); the
-    /// others report it skipped. Absent: every driver.
-    pub drivers: Option<Vec<String>>,
     /// The client must refuse the configuration with this error (`Debug`); such a case has no steps.
     pub config_error: Option<String>,
 }
@@ -101,8 +98,12 @@ pub struct StoredTokens {
     pub id_token: Option<String>,
     /// Expiry in Unix seconds.
     pub expires_at: Option<u64>,
-    /// Expiry relative to the case's start, in seconds (may be negative: already expired).
+    /// Expiry relative to the case's start (or, in a `shared_store` step, to the step's time), in seconds
+    /// (may be negative: already expired).
     pub expires_in: Option<i64>,
+    /// When the token endpoint issued them, in Unix seconds: with the expiry, the token's lifetime, which
+    /// bounds the refresh margin (catalogue E9). Absent: unknown (the margin is the skew).
+    pub issued_at: Option<u64>,
     /// Granted scopes.
     pub scopes: Option<String>,
 }
@@ -117,6 +118,9 @@ pub struct ManagerSpec {
     pub renewal: Option<String>,
     /// The scopes asked for by `client_credentials`.
     pub scopes: Option<String>,
+    /// The lifetime given to tokens whose token response has no `expires_in`, in seconds (default 300,
+    /// catalogue E12).
+    pub fallback_lifetime: Option<u64>,
 }
 
 /// One step, decoded from its table once its `${name}` references are resolved.
@@ -176,6 +180,8 @@ pub enum Step {
         wire: Vec<Wire>,
         /// The expected error (Debug); absent means success.
         error: Option<String>,
+        /// What the store was asked to do (`save` once a login succeeded); absent: not checked.
+        store: Option<Vec<String>>,
         /// The tokens after the step.
         tokens: Option<TokensExpect>,
     },
@@ -212,10 +218,21 @@ pub enum Step {
         /// The exchanges on the wire, in order.
         #[serde(default)]
         wire: Vec<Wire>,
+        /// The expected error of the renewal the timer ran (Debug); absent means success (or nothing due).
+        error: Option<String>,
         /// What the store was asked to do.
         store: Option<Vec<String>>,
         /// The tokens after the step.
         tokens: Option<TokensExpect>,
+    },
+    /// Another process sharing the token store writes these tokens to it (or deletes them, `clear`),
+    /// without telling the client: it renewed them, or logged out (catalogue E7, E14, G4).
+    SharedStore {
+        /// The tokens written (`expires_in` relative to the step's time).
+        tokens: Option<StoredTokens>,
+        /// Deletes the stored tokens instead.
+        #[serde(default)]
+        clear: bool,
     },
     /// Checks on captured values, computed by the harness itself.
     Assert {

@@ -105,15 +105,8 @@ pub type Harness<T> = Result<T, String>;
 
 /// A client under test.
 pub trait Driver {
-    /// The driver's short name, shown in the report (`core`, `ureq`) and matched by a case's `drivers`.
+    /// The driver's short name, shown in the report (`core`, `ureq`, `async`).
     fn name(&self) -> &'static str;
-
-    /// Why this driver cannot perform steps of kind `step` (the `do` value), if it cannot: cases with
-    /// such a step are reported as skipped with that reason, not run.
-    fn unsupported(&self, step: &str) -> Option<&'static str> {
-        let _ = step;
-        None
-    }
 
     /// Headers the transport adds to requests (`User-Agent`, `Content-Length`...), left out of comparisons.
     fn transport_headers(&self) -> &[&'static str] {
@@ -131,7 +124,8 @@ pub trait Driver {
     /// The browser came back to the redirect URI with `request` (a GET with a query, or a form_post POST).
     fn callback(&mut self, login: &str, request: &Message) -> Harness<Result<(), String>>;
 
-    /// Exchanges login `login`'s code over `wire`; the new tokens, or the error.
+    /// Finishes login `login` over `wire`: exchanges its code, verifies the ID token (fetching the keys
+    /// when needed), stores and holds the tokens; the new tokens, or the error.
     fn exchange(&mut self, login: &str, wire: &Wire) -> Harness<Result<TokensView, String>>;
 
     /// `count` callers make the call `request` at once (a Domain API call without credentials); each is
@@ -149,8 +143,13 @@ pub trait Driver {
     /// When the client wants to be woken to refresh proactively.
     fn next_timeout(&mut self) -> Option<SystemTime>;
 
-    /// The timer fired at the current time; the client does what is due over `wire`.
-    fn timeout(&mut self, wire: &Wire) -> Harness<()>;
+    /// The timer fired at the current time; the client does what is due over `wire`. The inner `Err` is
+    /// the error of the renewal it ran.
+    fn timeout(&mut self, wire: &Wire) -> Harness<Result<(), String>>;
+
+    /// Another process sharing the client's token store writes `tokens` to it (`None`: deletes them) at
+    /// `now`, without telling the client.
+    fn shared_store(&mut self, tokens: Option<&StoredTokens>, now: SystemTime) -> Harness<()>;
 
     /// The tokens the client holds now.
     fn tokens(&self) -> Option<TokensView>;
@@ -218,6 +217,11 @@ impl Wire {
             state.errors.push(format!("request {n}: {e}"));
         }
         exchange.reply
+    }
+
+    /// Whether every scripted exchange has happened (a request now would be one more than the script has).
+    pub fn exhausted(&self) -> bool {
+        self.state.lock().map_or(true, |s| s.next >= s.script.len())
     }
 
     /// Ends the action: every scripted exchange must have happened and every request must have matched.

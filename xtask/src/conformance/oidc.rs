@@ -61,8 +61,9 @@ pub enum OidcStep {
         /// After success: whether the client now requires RFC 9207 `iss` in callbacks.
         iss_parameter_supported: Option<bool>,
     },
-    /// Verifies an ID token (`token`), or the last login's (absent), fetching the JWKS as the key cache
-    /// asks (the cache lives across steps).
+    /// Verifies an ID token (`token`): the token endpoint answers a login with it, and the login verifies
+    /// it, fetching the JWKS as the key cache asks (the cache lives across steps). Absent: the last
+    /// login's ID token, verified by its `exchange` step (nothing is sent).
     VerifyIdToken {
         /// The token; absent: the last login's ID token, with its nonce and access token.
         token: Option<String>,
@@ -70,8 +71,6 @@ pub enum OidcStep {
         nonce: Option<String>,
         /// The access token issued with it (`at_hash`).
         access_token: Option<String>,
-        /// The code issued with it (`c_hash`).
-        code: Option<String>,
         /// JWKS fetches on the wire.
         #[serde(default)]
         wire: Vec<super::case::Wire>,
@@ -131,8 +130,6 @@ pub struct Expect {
     pub nonce: Option<String>,
     /// The access token (`at_hash`).
     pub access_token: Option<String>,
-    /// The code (`c_hash`).
-    pub code: Option<String>,
 }
 
 /// The OpenID Connect operations a client under test offers.
@@ -215,10 +212,10 @@ pub fn run_step(
             }
             Ok(())
         }
-        OidcStep::VerifyIdToken { token, nonce, access_token, code, wire, error, sub } => {
+        OidcStep::VerifyIdToken { token, nonce, access_token, wire, error, sub } => {
             let wire = make_wire(&wire, vars, driver)?;
             let d = oidc(driver)?;
-            let result = d.verify_id_token(token.as_deref(), &Expect { nonce, access_token, code }, &wire)?;
+            let result = d.verify_id_token(token.as_deref(), &Expect { nonce, access_token }, &wire)?;
             *vars = wire.finish()?;
             match (result, error) {
                 (Ok(got), None) => match sub {

@@ -1,50 +1,39 @@
-//! The core driver's OpenID Connect operations: discovery, ID token verification with the core's
-//! [`KeyCache`] deciding the JWKS fetches, the hybrid front channel, revocation and end session.
+//! The core driver's OpenID Connect operations: discovery, the hybrid front channel (a step of the login's
+//! [`FinishLogin`]), standalone ID token verification (a login of the verifier's), logout ([`LogOut`]) and
+//! end session.
 
-use super::super::driver::{Harness, Reply, StoreEvent, Wire};
+use super::super::driver::{Harness, Wire};
 use super::super::oidc::{Expect, OidcDriver};
-use super::{CoreDriver, Run, Slot};
-use erpnet_oauth_core::{
-    AccessToken, AuthorizationCode, EndSession, IdToken, IdTokenExpectations, KeyCache, Login,
-    ProviderMetadata, parse_revocation_response, verify_id_token,
+use super::super::outcome::{describe, revocation};
+use super::{
+    CallbackData, CoreDriver, LoginSlot, NO_CODE, Ran, verification_answer, verification_callback,
+    verification_request,
 };
-
-/// What the OpenID Connect steps keep between steps.
-#[derive(Debug, Default)]
-pub(super) struct State {
-    /// The issuer's keys, and when to fetch them again.
-    cache: KeyCache,
-    /// The last finished login (its nonce and tokens).
-    pub(super) login: Option<Login>,
-}
-
-/// Fetches the JWKS as long as the key cache asks for it (at most once per `now`: the cache counts a fetch
-/// when it hands out the request). A failed fetch keeps the old keys.
-fn fetch_keys(run: &mut Run, token: &IdToken, wire: &Wire) {
-    while let Some(request) = run.oidc.cache.poll_fetch(&run.client, token, run.now) {
-        if let Reply::Response(r) = wire.send(&request) {
-            let _kept_old_keys = run.oidc.cache.handle_jwks_response(&r);
-        }
-    }
-}
+use erpnet_oauth_core::lifecycle::{FinishLogin, LogOut, Target};
+use erpnet_oauth_core::{EndSession, IdTokenError, Input, ProviderMetadata, SeededRandom, TokenManager};
 
 impl OidcDriver for CoreDriver {
     fn discovery(&mut self, wire: &Wire) -> Harness<Result<(), String>> {
         let run = self.run()?;
-        let request = run.client.discovery_request();
-        let response = match wire.send(&request) {
-            Reply::Response(r) => r,
-            Reply::TransportError(e) => return Ok(Err(format!("Transport({e:?})"))),
+        run.core.injected.clear();
+        let request = run.core.manager.client().discovery_request();
+        let response = match run.core.send(&request, Target::IdentityServer, wire) {
+            Input::Response(r) => r,
+            Input::Failed(e) => return Ok(Err(describe(&e, &run.core.injected))),
+            other => return Err(format!("sending gave {other:?}")),
         };
-        let meta = match ProviderMetadata::parse(&response, run.client.issuer()) {
+        let client = run.core.manager.client();
+        let meta = match ProviderMetadata::parse(&response, client.issuer()) {
             Ok(m) => m,
             Err(e) => return Ok(Err(format!("{e:?}"))),
         };
-        match run.client.with_provider(&meta) {
-            // The logins and verifications use the discovered configuration. (The token manager keeps
-            // the one it was started with: the cases' documents list ERP.net's own endpoints.)
+        match client.with_provider(&meta) {
+            // The application builds its client with the discovered configuration: the managers start
+            // again with it (the tokens held are kept).
             Ok(client) => {
-                run.client = client;
+                let tokens = run.core.manager.tokens().cloned();
+                run.core.manager = TokenManager::new(client.clone(), tokens, run.core.options.clone());
+                run.verifier.manager = TokenManager::new(client, None, run.verifier.options.clone());
                 Ok(Ok(()))
             }
             Err(e) => Ok(Err(format!("{e:?}"))),
@@ -54,7 +43,7 @@ impl OidcDriver for CoreDriver {
     fn iss_parameter_supported(&self) -> Harness<bool> {
         self.run
             .as_ref()
-            .map(|r| r.client.iss_parameter_supported())
+            .map(|r| r.core.manager.client().iss_parameter_supported())
             .ok_or_else(|| "no case started".to_owned())
     }
 
@@ -65,79 +54,66 @@ impl OidcDriver for CoreDriver {
         wire: &Wire,
     ) -> Harness<Result<String, String>> {
         let run = self.run()?;
-        let result = match token {
-            Some(t) => {
-                let token = IdToken::new(t);
-                fetch_keys(run, &token, wire);
-                let access_token = expect.access_token.as_deref().map(AccessToken::new);
-                let code = expect.code.as_deref().map(AuthorizationCode::new);
-                let mut e = IdTokenExpectations::new().nonce(expect.nonce.as_deref());
-                if let Some(at) = &access_token {
-                    e = e.access_token(at);
-                }
-                if let Some(c) = &code {
-                    e = e.code(c);
-                }
-                verify_id_token(&token, &run.client, run.oidc.cache.keys(), &e, run.now)
-            }
-            None => {
-                let login = run.oidc.login.take().ok_or_else(|| "no login has finished".to_owned())?;
-                if let Some(token) = login.id_token().cloned() {
-                    fetch_keys(run, &token, wire);
-                }
-                login
-                    .verify(&run.client, run.oidc.cache.keys(), run.now)
-                    .and_then(|v| v.claims.ok_or(erpnet_oauth_core::IdTokenError::Missing))
-            }
+        let Some(token) = token else {
+            // The last login's ID token was verified when it finished; nothing is sent.
+            let login = run.last_login.as_ref().ok_or_else(|| "no login has finished".to_owned())?;
+            return Ok(login
+                .claims
+                .as_ref()
+                .map(|c| c.sub.clone())
+                .ok_or_else(|| format!("{:?}", IdTokenError::Missing)));
         };
-        Ok(result.map(|claims| claims.sub).map_err(|e| format!("{e:?}")))
+        let v = &mut run.verifier;
+        v.injected.clear();
+        let pending = verification_request(expect.nonce.as_deref())
+            .build(v.manager.client(), &mut SeededRandom::new(0))
+            .map_err(|e| format!("the verifying login: {e:?}"))?;
+        let callback = CallbackData::Query(verification_callback(v.manager.client().issuer()));
+        let op = FinishLogin::new(v.manager.client(), pending, callback.as_callback());
+        let mut task = v.task(op);
+        v.canned = Some(verification_answer(token, expect.access_token.as_deref()));
+        let ran = v.drive(&mut task, wire, false)?;
+        let unused = v.canned.take().is_some();
+        v.events.clear();
+        match ran {
+            Ran::Done(Ok(login)) => {
+                Ok(login.claims.map(|c| c.sub).ok_or_else(|| format!("{:?}", IdTokenError::Missing)))
+            }
+            Ran::Done(Err(e)) if !unused => Ok(Err(describe(&e, &v.injected))),
+            Ran::Done(Err(e)) => Err(format!("the verifying login ended before its token request: {e:?}")),
+            Ran::Parked => Err("the verifying login stopped at a request".to_owned()),
+        }
     }
 
     fn verify_front_channel(&mut self, login: &str, wire: &Wire) -> Harness<Result<(), String>> {
         let run = self.run()?;
-        let token = match run.logins.get(login) {
-            Some(Slot::Code(exchange)) => exchange.front_channel_id_token().cloned(),
-            _ => return Ok(Err("NoCodeToExchange".to_owned())),
+        run.core.injected.clear();
+        let ended = match run.carry_login(login, wire, true) {
+            Err(e) if e == NO_CODE => return Ok(Err(e)),
+            Err(e) => return Err(e),
+            Ok(None) => return Ok(Ok(())),
+            Ok(Some(ended)) => ended,
         };
-        if let Some(token) = &token {
-            fetch_keys(run, token, wire);
-        }
-        let result = match run.logins.get_mut(login) {
-            Some(Slot::Code(exchange)) => {
-                exchange.verify_front_channel(&run.client, run.oidc.cache.keys(), run.now)
-            }
-            _ => return Err("the code exchange vanished".to_owned()),
-        };
-        match result {
-            Ok(_) => Ok(Ok(())),
-            Err(e) => {
-                // Rejected before the exchange: the login ends and its code is never sent.
-                run.logins.remove(login);
-                Ok(Err(format!("{e:?}")))
+        match ended {
+            // Rejected before the exchange: the login ends and its code is never sent.
+            (Err(e), false) => Ok(Err(describe(&e, &run.core.injected))),
+            (result, code_sent) => {
+                run.logins.insert(login.to_owned(), LoginSlot::Ended { result, code_sent });
+                Ok(Ok(()))
             }
         }
     }
 
     fn revoke(&mut self, wire: &Wire) -> Harness<Result<(), (String, bool)>> {
         let run = self.run()?;
-        let refresh = run.manager.tokens().and_then(|t| t.refresh_token.clone());
-        let result = match refresh {
-            None => Err(("NoRefreshToken".to_owned(), false)),
-            Some(rt) => match run.client.revocation_request(&rt) {
-                Err(e) => Err((format!("{e:?}"), false)),
-                Ok(request) => match wire.send(&request) {
-                    Reply::Response(r) => {
-                        parse_revocation_response(&r).map_err(|e| (format!("{e:?}"), e.is_retryable()))
-                    }
-                    Reply::TransportError(e) => Err((format!("Transport({e:?})"), true)),
-                },
-            },
+        run.core.injected.clear();
+        let mut task = run.core.task(LogOut::new());
+        let result = match run.core.drive(&mut task, wire, false)? {
+            Ran::Done(result) => result,
+            Ran::Parked => return Err("the logout stopped at a request".to_owned()),
         };
-        // Local logout whatever the server said (catalogue G2).
-        run.manager.handle_logout();
-        run.oidc.login = None;
-        run.store.push(StoreEvent::Clear);
-        Ok(result)
+        run.last_login = None;
+        revocation(result, &run.core.injected)
     }
 
     fn end_session(
@@ -146,8 +122,8 @@ impl OidcDriver for CoreDriver {
         state: Option<&str>,
     ) -> Harness<Result<String, String>> {
         let run = self.run()?;
-        let hint = run.manager.tokens().and_then(|t| t.id_token.clone());
+        let hint = run.core.manager.tokens().and_then(|t| t.id_token.clone());
         let logout = EndSession { id_token_hint: hint.as_ref(), post_logout_redirect_uri, state };
-        Ok(run.client.end_session_url(&logout).map_err(|e| format!("{e:?}")))
+        Ok(run.core.manager.client().end_session_url(&logout).map_err(|e| format!("{e:?}")))
     }
 }
