@@ -23,7 +23,9 @@
 //! # The seed, end to end
 //!
 //! ```no_run
-//! use erpnet_oauth_ureq::{AuthorizationRequest, ClientConfig, ClientSecret, FileStore, RedirectListener, Session};
+//! use erpnet_oauth_ureq::{
+//!     AuthorizationRequest, ClientConfig, ClientSecret, FileStore, LoginOutcome, RedirectListener, Session,
+//! };
 //!
 //! let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first")
 //!     .client_secret(ClientSecret::new("my_plain_app_secret"))
@@ -37,7 +39,13 @@
 //!     let pending = session.start_login(AuthorizationRequest::new())?;
 //!     println!("Open this URL in your browser: {}", pending.authorize_url());
 //!     let callback = listener.wait(&pending)?;
-//!     session.finish_login(pending, callback.as_callback())?;
+//!     let login = session.finish_login(pending, callback.as_callback());
+//!     // The browser's page says how it ended, once the tokens are verified and stored.
+//!     listener.reply(match &login {
+//!         Ok(_) => LoginOutcome::LoggedIn { user: None },
+//!         Err(_) => LoginOutcome::Failed { reason: "see the application" },
+//!     });
+//!     login?;
 //! }
 //!
 //! // Any thread, any time: the token is renewed with the refresh token when it expires.

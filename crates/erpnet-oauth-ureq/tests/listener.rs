@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)] // the threads hand back the session's error as it is
 
 use erpnet_oauth_ureq::{
-    AuthorizationRequest, ClientConfig, Error, OsRandom, PendingLogin, RedirectListener,
+    AuthorizationRequest, ClientConfig, Error, LoginOutcome, OsRandom, PendingLogin, RedirectListener,
 };
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -53,6 +53,8 @@ fn only_this_logins_callback_ends_the_wait() {
         ]
     });
     let callback = listener.wait(&pending).unwrap();
+    // The browser that brought the callback waits for its page until the login ended.
+    listener.reply(LoginOutcome::Failed { reason: "<script>alert(1)</script>\u{1b}[2J" });
     assert_eq!(browser.join().unwrap(), [404, 400, 400, 400, 400, 405, 200]);
     match callback.as_callback() {
         erpnet_oauth_ureq::Callback::Query(q) => assert!(q.starts_with("code=the-code&state="), "{q}"),
@@ -77,6 +79,7 @@ fn a_client_that_trickles_bytes_holds_neither_the_callback_nor_the_timeout_nor_a
     let _held = slow(port);
     let browser = std::thread::spawn(move || get(port, &target));
     assert!(listener.wait(&pending).is_ok());
+    listener.reply(LoginOutcome::LoggedIn { user: None });
     assert_eq!(browser.join().unwrap(), 200);
 
     // Only the slow connection: the wait ends at its own timeout, not the connection's.
@@ -132,4 +135,60 @@ fn a_slow_connection_is_cut_at_its_deadline() {
     assert!(sent < request.len(), "answered before the whole request came: {sent} bytes sent");
     cancel.cancel();
     assert!(matches!(waiting.join().unwrap(), Err(Error::Cancelled)));
+}
+
+#[test]
+fn the_page_tells_how_the_login_ended_escaped() {
+    for (outcome, says) in [
+        (
+            LoginOutcome::LoggedIn { user: Some("<b>admin</b>\u{7}") },
+            "Logged in as &lt;b&gt;admin&lt;/b&gt;.",
+        ),
+        (
+            LoginOutcome::Failed { reason: "invalid_client <img src=x onerror=alert(1)>" },
+            "The login failed: invalid_client &lt;img",
+        ),
+    ] {
+        let listener = RedirectListener::bind("http://127.0.0.1:0/signin-callback").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pending = pending_for(listener.redirect_uri());
+        let target = format!("/signin-callback?code=c&state={}", pending.state());
+        let browser = std::thread::spawn(move || {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.write_all(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+            let mut page = String::new();
+            let _ = stream.read_to_string(&mut page);
+            page
+        });
+        listener.wait(&pending).unwrap();
+        listener.reply(outcome);
+        let page = browser.join().unwrap();
+        assert!(page.contains(says), "{page}");
+        assert!(!page.contains("<b>") && !page.contains("<img") && !page.contains('\u{7}'), "{page}");
+    }
+}
+
+#[test]
+fn localhost_is_served_on_both_loopback_addresses() {
+    // RFC 8252 §8.3: a browser may resolve `localhost` to 127.0.0.1 or ::1.
+    let listener = RedirectListener::bind("http://localhost:0/signin-callback").unwrap();
+    let addrs = listener.local_addrs();
+    assert!(addrs.iter().any(|a| a.ip().is_ipv4()), "{addrs:?}");
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        assert!(addrs.iter().any(|a| a.ip().is_ipv6()), "{addrs:?}");
+        assert!(addrs.iter().all(|a| a.port() == addrs[0].port()), "one port: {addrs:?}");
+        let port = addrs[0].port();
+        let pending = pending_for(listener.redirect_uri());
+        let target = format!("/signin-callback?code=c&state={}", pending.state());
+        let browser = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("::1", port)).unwrap();
+            s.write_all(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes()).unwrap();
+            let mut page = String::new();
+            let _ = s.read_to_string(&mut page);
+            page
+        });
+        assert!(listener.wait(&pending).is_ok(), "the callback came over IPv6");
+        drop(listener);
+        assert!(browser.join().unwrap().starts_with("HTTP/1.1 200"));
+    }
 }
