@@ -213,6 +213,11 @@ impl Session {
         &self.http
     }
 
+    /// The HTTP settings (timeouts, body limits).
+    pub fn http_options(&self) -> &HttpOptions {
+        self.http.options()
+    }
+
     /// The tokens in use, if any (their `Debug` shows no secret).
     pub fn tokens(&self) -> Option<TokenSet> {
         self.lock().tokens().cloned()
