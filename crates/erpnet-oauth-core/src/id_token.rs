@@ -1,5 +1,5 @@
 //! ID tokens (compact JWS): reading them, and verifying them per OpenID Connect Core §3.1.3.7 and
-//! catalogue D ([`verify_id_token`], [`Login::verify_id_token`], [`CodeExchange::verify_front_channel`],
+//! catalogue D ([`verify_id_token`], [`crate::Login::verify`], [`CodeExchange::verify_front_channel`],
 //! [`IdTokenClaims::verify_refreshed`]). Only ID tokens are read: access tokens are opaque (catalogue C7).
 //!
 //! Verification is pure: the keys come in as a [`JwkSet`] (see [`crate::jwks::KeyCache`] for when to fetch

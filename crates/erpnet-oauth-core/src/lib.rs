@@ -25,7 +25,7 @@
 //!   `Retry-After`.
 //! - OpenID Connect: discovery with the issuer check ([`ProviderMetadata`]), the JWKS ([`JwkSet`], RSA and
 //!   EC P-256 keys) and when to refetch it ([`KeyCache`]: once, rate-limited, for an unknown `kid`), ID
-//!   token verification per OpenID Connect Core §3.1.3.7 ([`verify_id_token`], [`Login::verify_id_token`],
+//!   token verification per OpenID Connect Core §3.1.3.7 ([`verify_id_token`], [`Login::verify`],
 //!   RS256, PS256 and ES256 through `ring`, `at_hash`/`c_hash`), the hybrid flow's front-channel ID token
 //!   ([`CodeExchange::verify_front_channel`]), refreshed ID tokens ([`IdTokenClaims::verify_refreshed`]),
 //!   UserInfo with the `sub` check ([`parse_userinfo_response`]).
