@@ -3,7 +3,7 @@
 //! hostile input: session fixation, pending logins bounded and expiring, hostile values escaped.
 
 use erpnet_oauth_mock::{
-    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH,
+    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, Intercepted, LOGIN_PATH,
     LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
 };
 use erpnet_oauth_web_example::{AppConfig, COOKIE, Options, PENDING_LOGIN_LIFETIME, WebApp};
@@ -352,6 +352,123 @@ async fn a_forged_callback_is_refused_with_an_escaped_message() {
     assert!(!html.contains("<script>"));
     assert_eq!(s.mock.counters().authorization_code_grants, 0);
     assert!(!is_signed_in(&s, &cookie).await, "still signed out");
+}
+
+/// The `state` parameter of a URL.
+fn state(url: &str) -> String {
+    url.split(['?', '&']).find_map(|p| p.strip_prefix("state=")).unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_error_description_or_issuer_in_the_callback_is_escaped() {
+    let s = setup().await;
+    let issuer = s.mock.issuer().replace(':', "%3A").replace('/', "%2F");
+    let (cookie, authorize) = start(&s, None).await;
+    let url = format!(
+        "{}/signin-callback?error=access_denied&error_description=%3Cscript%3Ealert(%22xss%22)%3C%2Fscript%3E\
+         %3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E&state={}&iss={issuer}",
+        s.app_url,
+        state(&authorize)
+    );
+    let r = callback(&s, &url, &cookie).await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(&quot;xss&quot;)&lt;/script&gt;"), "shown, escaped: {html}");
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+    assert!(!html.contains("<script>") && !html.contains("<img"), "{html}");
+
+    // A hostile `iss` (named in the mix-up error).
+    let (cookie, authorize) = start(&s, None).await;
+    let url = format!(
+        "{}/signin-callback?code=x&state={}&iss=%3Cscript%3Ealert(%27iss%27)%3C%2Fscript%3E",
+        s.app_url,
+        state(&authorize)
+    );
+    let r = callback(&s, &url, &cookie).await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(&#39;iss&#39;)&lt;/script&gt;"), "shown, escaped: {html}");
+    assert!(!html.contains("<script>"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_token_endpoint_error_is_escaped() {
+    let s = setup().await;
+    s.mock.set_interceptor(Some(Arc::new(|req: &http::Request<Vec<u8>>| {
+        if req.uri().path() != "/id/connect/token" {
+            return Intercepted::Pass;
+        }
+        Intercepted::Respond(
+            http::Response::builder()
+                .status(400)
+                .header("content-type", "application/json")
+                .body(
+                    br#"{"error":"invalid_grant","error_description":"<script>alert('token')</script>"}"#
+                        .to_vec(),
+                )
+                .unwrap(),
+        )
+    })));
+    let (cookie, url) = start_and_fill(&s).await;
+    let r = callback(&s, &url, &cookie).await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(&#39;token&#39;)&lt;/script&gt;"), "shown, escaped: {html}");
+    assert!(!html.contains("<script>"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hostile_user_name_and_hostile_customers_are_escaped() {
+    const NAME: &str = "<script>alert(\"name\")</script>";
+    let s = setup_with(Settings {
+        mock: Some(Box::new(|config: &mut MockConfig| {
+            for user in &mut config.users {
+                user.name = NAME.to_owned();
+            }
+        })),
+        ..Settings::default()
+    })
+    .await;
+    s.mock.set_interceptor(Some(Arc::new(|req: &http::Request<Vec<u8>>| {
+        if !req.uri().path().ends_with("/Crm_Customers") {
+            return Intercepted::Pass;
+        }
+        let body = serde_json::json!({
+            "value": [{
+                "Number": "<img src=x onerror=alert(1)>",
+                "PartyName": "\"><script>alert('party')</script>",
+                "<b onmouseover=alert(2)>column</b>": "x & y",
+            }]
+        });
+        Intercepted::Respond(
+            http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).unwrap())
+                .unwrap(),
+        )
+    })));
+    let (cookie, url) = start_and_fill(&s).await;
+    let signed_in = signed_in_cookie(&s, &url, &cookie).await;
+
+    let home = s.agent.get(format!("{}/", s.app_url)).header("cookie", &signed_in).send().await.unwrap();
+    let home = home.text().await.unwrap();
+    assert!(home.contains("Signed in as &lt;script&gt;alert(&quot;name&quot;)&lt;/script&gt;"), "{home}");
+    assert!(!home.contains("<script>"), "{home}");
+
+    let page =
+        s.agent.get(format!("{}/customers", s.app_url)).header("cookie", &signed_in).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Signed in as &lt;script&gt;"), "{html}");
+    assert!(html.contains("<td>&lt;img src=x onerror=alert(1)&gt;</td>"), "{html}");
+    assert!(
+        html.contains("<td>&quot;&gt;&lt;script&gt;alert(&#39;party&#39;)&lt;/script&gt;</td>"),
+        "{html}"
+    );
+    assert!(html.contains("<th>&lt;b onmouseover=alert(2)&gt;column&lt;/b&gt;</th>"), "{html}");
+    assert!(html.contains("<td>x &amp; y</td>"), "{html}");
+    assert!(!html.contains("<script>") && !html.contains("<img") && !html.contains("<b "), "{html}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
