@@ -115,9 +115,21 @@ fn secret_file(name: &str, content: &str) -> PathBuf {
     path
 }
 
-/// Runs the binary to its (early) exit.
+/// Runs the binary to its (early) exit; fails if it is still running after 30 s (it started a server).
 fn run(mut command: Command) -> Output {
-    command.stdin(Stdio::null()).output().unwrap()
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the binary did not exit within 30 s: it started a server instead of refusing to")
+        }
+    }
 }
 
 #[test]
