@@ -10,7 +10,17 @@
 //! | `POST /logout` | revokes the refresh token, forgets the tokens, clears the cookie |
 //!
 //! Sessions are server-side: the browser holds only an opaque random id in a cookie (`HttpOnly`,
-//! `SameSite=Lax`, and `Secure` when the redirect URI is `https`); each signed-in user has their own [`Session`] (single-flight refresh per user).
+//! `SameSite=Lax`, and `Secure` when the redirect URI is `https`); each signed-in user has their own
+//! [`Session`] (single-flight refresh per user).
+//!
+//! Against hostile browsers:
+//!
+//! - session ids are 256 random bits, issued by the server only: `/login` always issues a fresh one
+//!   (an id the browser brings is never adopted), and a finished login gets another, so neither an id
+//!   an attacker planted nor the one that carried the pending login becomes the signed-in session's;
+//! - logins under way are bounded ([`Options::max_pending_logins`], the oldest dropped first) and expire
+//!   ([`Options::pending_login_lifetime`], timed with [`Options::clock`]);
+//! - everything that came from ERP.net, a token or the callback is HTML-escaped before it goes into a page.
 //!
 //! ```no_run
 //! use erpnet_oauth_web_example::{AppConfig, router};
@@ -38,17 +48,23 @@ use axum::extract::{RawQuery, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use erpnet_oauth_async::{
-    AuthorizationRequest, Callback, ClientConfig, ClientSecret, HttpOptions, OsRandom, PendingLogin,
-    ReqwestClient, Session,
+    AuthorizationRequest, Callback, ClientConfig, ClientSecret, Clock, HttpOptions, OsRandom, PendingLogin,
+    ReqwestClient, Session, SystemClock,
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
-/// A login not finished within this time is forgotten.
-const PENDING_LIFETIME: Duration = Duration::from_secs(600);
+/// A login not finished within this time is forgotten (the default of
+/// [`Options::pending_login_lifetime`]): time to fill in ERP.net's login form, then the authorization code's
+/// own lifetime (5 minutes at ERP.net).
+pub const PENDING_LOGIN_LIFETIME: Duration = Duration::from_secs(600);
+
+/// At most this many logins wait for their callback at once (the default of
+/// [`Options::max_pending_logins`]); beyond it the oldest is dropped.
+pub const MAX_PENDING_LOGINS: usize = 10_000;
 
 /// The cookie holding the opaque session id.
 pub const COOKIE: &str = "erpnet_example_sid";
@@ -62,7 +78,8 @@ pub struct AppConfig {
     pub client_id: String,
     /// The application secret (confidential clients); `None` for a public client.
     pub client_secret: Option<String>,
-    /// This server's `/signin-callback` URL, registered as the application's `ImpersonateLoginUrl`.
+    /// This server's public `/signin-callback` URL, registered as the application's `ImpersonateLoginUrl`.
+    /// Its scheme says how the site is served: with `https` the session cookie is `Secure`.
     pub redirect_uri: String,
 }
 
@@ -87,58 +104,216 @@ impl AppConfig {
         }
         Ok(builder.build()?)
     }
+
+    /// Whether the site is served over HTTPS: the redirect URI's scheme is `https` (in any case).
+    pub fn served_over_https(&self) -> bool {
+        self.redirect_uri.split_once("://").is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("https"))
+    }
 }
 
-/// One browser's server-side state.
-#[derive(Default)]
-struct UserState {
-    /// The login under way: the serialized [`PendingLogin`] (state, nonce, PKCE verifier), and when it
-    /// began.
-    pending: Option<(String, Instant)>,
-    /// The user's session once signed in.
-    session: Option<Session>,
+/// The limits on logins under way, and the clock they are timed with.
+#[derive(Clone)]
+pub struct Options {
+    /// At most this many logins wait for their callback; when another one starts, the oldest is dropped
+    /// (its callback is then refused). At least 1.
+    pub max_pending_logins: usize,
+    /// A login whose callback has not arrived within this time is dropped.
+    pub pending_login_lifetime: Duration,
+    /// The clock the pending logins are timed with (the system clock by default; tests pass their own to
+    /// move time without sleeping). The users' sessions keep the system clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_pending_logins: MAX_PENDING_LOGINS,
+            pending_login_lifetime: PENDING_LOGIN_LIFETIME,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("max_pending_logins", &self.max_pending_logins)
+            .field("pending_login_lifetime", &self.pending_login_lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login waiting for its callback.
+struct Pending {
+    /// Its place in [`Users::order`].
+    seq: u64,
+    started: SystemTime,
+    /// State, nonce and PKCE verifier: never sent to the browser.
+    login: PendingLogin,
+}
+
+/// A signed-in user.
+struct SignedIn {
+    /// The user's own session (single-flight refresh per user).
+    session: Session,
     /// The user's display name (from UserInfo).
     name: Option<String>,
 }
 
+/// Every browser's server-side state, by session id. Only ids this server issued are ever looked up in
+/// it: a login gets a fresh id, and a finished login another one, so no id a browser brought (or was
+/// given by someone else) becomes a signed-in session.
+#[derive(Default)]
+struct Users {
+    pending: HashMap<String, Pending>,
+    /// The pending logins' ids, oldest first.
+    order: BTreeMap<u64, String>,
+    next_seq: u64,
+    signed_in: HashMap<String, SignedIn>,
+}
+
+impl Users {
+    fn take_pending(&mut self, sid: &str) -> Option<Pending> {
+        let pending = self.pending.remove(sid)?;
+        self.order.remove(&pending.seq);
+        Some(pending)
+    }
+
+    fn drop_oldest_pending(&mut self) {
+        if let Some((_, sid)) = self.order.pop_first() {
+            self.pending.remove(&sid);
+        }
+    }
+
+    /// Drops the pending logins older than `lifetime`, oldest first.
+    fn drop_expired(&mut self, now: SystemTime, lifetime: Duration) {
+        while let Some((_, sid)) = self.order.first_key_value() {
+            if self.pending.get(sid).is_some_and(|p| !expired(p.started, now, lifetime)) {
+                break;
+            }
+            self.drop_oldest_pending();
+        }
+    }
+
+    fn add_pending(&mut self, sid: String, login: PendingLogin, now: SystemTime, max: usize) {
+        while self.pending.len() >= max.max(1) {
+            self.drop_oldest_pending();
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.order.insert(seq, sid.clone());
+        self.pending.insert(sid, Pending { seq, started: now, login });
+    }
+}
+
+fn expired(started: SystemTime, now: SystemTime, lifetime: Duration) -> bool {
+    // A clock set back makes a login younger, never older than it is.
+    now.duration_since(started).unwrap_or(Duration::ZERO) >= lifetime
+}
+
 struct App {
     client: ClientConfig,
-    /// `; Secure` on the cookie when the application is served over HTTPS (its redirect URI says so).
-    secure: &'static str,
+    /// The cookie is `Secure` (the application is served over HTTPS: its redirect URI says so).
+    secure: bool,
+    options: Options,
     /// One HTTP client (connection pool) shared by every user's session.
     http: Arc<ReqwestClient>,
-    users: Mutex<HashMap<String, UserState>>,
+    users: Mutex<Users>,
 }
 
 impl App {
-    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserState>> {
+    fn users(&self) -> std::sync::MutexGuard<'_, Users> {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn signed_in(&self, sid: Option<&str>) -> Option<(Session, Option<String>)> {
         let users = self.users();
-        let user = users.get(sid?)?;
-        Some((user.session.clone()?, user.name.clone()))
+        let user = users.signed_in.get(sid?)?;
+        Some((user.session.clone(), user.name.clone()))
+    }
+
+    fn now(&self) -> SystemTime {
+        self.options.clock.now()
+    }
+
+    /// `Set-Cookie` for the session id `sid`, or (`None`) one that makes the browser forget it.
+    fn cookie(&self, sid: Option<&str>) -> HeaderValue {
+        let value = format!(
+            "{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{}{}",
+            sid.unwrap_or(""),
+            if sid.is_none() { "; Max-Age=0" } else { "" },
+            if self.secure { "; Secure" } else { "" },
+        );
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    fn set_cookie(&self, mut response: Response, sid: Option<&str>) -> Response {
+        response.headers_mut().insert(header::SET_COOKIE, self.cookie(sid));
+        response
     }
 }
 
-/// The application's routes.
-pub fn router(config: &AppConfig) -> Result<Router, erpnet_oauth_async::Error> {
-    let app = Arc::new(App {
-        client: config.client()?,
-        secure: if config.redirect_uri.starts_with("https://") { "; Secure" } else { "" },
-        http: Arc::new(ReqwestClient::new(&HttpOptions::default())?),
-        users: Mutex::new(HashMap::new()),
-    });
-    Ok(Router::new()
-        .route("/", get(home))
-        .route("/login", get(login))
-        .route("/signin-callback", get(callback_query).post(callback_form_post))
-        .route("/customers", get(customers))
-        .route("/logout", axum::routing::post(logout))
-        .with_state(app))
+/// The application: its routes, and what tests may observe of its state.
+pub struct WebApp {
+    app: Arc<App>,
 }
 
+impl fmt::Debug for WebApp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let users = self.app.users();
+        f.debug_struct("WebApp")
+            .field("pending_logins", &users.pending.len())
+            .field("signed_in_users", &users.signed_in.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebApp {
+    /// The application for `config`, with `options`.
+    pub fn new(config: &AppConfig, options: Options) -> Result<WebApp, erpnet_oauth_async::Error> {
+        Ok(WebApp {
+            app: Arc::new(App {
+                client: config.client()?,
+                secure: config.served_over_https(),
+                options,
+                http: Arc::new(ReqwestClient::new(&HttpOptions::default())?),
+                users: Mutex::new(Users::default()),
+            }),
+        })
+    }
+
+    /// The application's routes (each call gives a router over the same state).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(home))
+            .route("/login", get(login))
+            .route("/signin-callback", get(callback_query).post(callback_form_post))
+            .route("/customers", get(customers))
+            .route("/logout", axum::routing::post(logout))
+            .with_state(self.app.clone())
+    }
+
+    /// How many logins wait for their callback (those expired by now are dropped first).
+    pub fn pending_logins(&self) -> usize {
+        let now = self.app.now();
+        let mut users = self.app.users();
+        users.drop_expired(now, self.app.options.pending_login_lifetime);
+        users.pending.len()
+    }
+
+    /// How many users are signed in.
+    pub fn signed_in_users(&self) -> usize {
+        self.app.users().signed_in.len()
+    }
+}
+
+/// The application's routes, with the default [`Options`].
+pub fn router(config: &AppConfig) -> Result<Router, erpnet_oauth_async::Error> {
+    Ok(WebApp::new(config, Options::default())?.router())
+}
+
+/// The session id in the request's cookie, if it has the form of one this server issues (whether it did
+/// issue it is for [`Users`] to say).
 fn session_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -152,15 +327,11 @@ fn session_id(headers: &HeaderMap) -> Option<String> {
         })
 }
 
+/// A fresh, unguessable session id: 256 bits from the OS random source, in hex.
 fn new_session_id() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn cookie(sid: &str, attributes: &str) -> HeaderValue {
-    HeaderValue::from_str(&format!("{COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax{attributes}"))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Escapes text for HTML.
@@ -211,38 +382,38 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Html<String> {
     }
 }
 
+/// Starts a login under a fresh session id. Whatever id the browser brought is not reused: an unknown one
+/// is ignored, a pending login under it is replaced, and a signed-in session under it is signed out (its
+/// refresh token revoked in the background), so that nobody who knew the old id shares the new login.
 async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let sid = match session_id(&headers) {
-        Some(sid) => sid,
-        None => match new_session_id() {
-            Ok(sid) => sid,
-            Err(e) => {
-                return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}"));
-            }
-        },
+    let sid = match new_session_id() {
+        Ok(sid) => sid,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}")),
     };
     let pending = match AuthorizationRequest::new().build(&app.client, &mut OsRandom) {
         Ok(p) => p,
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    let serialized = match serde_json::to_string(&pending) {
-        Ok(s) => s,
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
     let target = pending.authorize_url().to_owned();
-    {
+    let now = app.now();
+    let previous = {
         let mut users = app.users();
-        // Logins abandoned half-way are forgotten; signed-in users are kept.
-        users.retain(|_, u| {
-            u.session.is_some() || u.pending.as_ref().is_some_and(|(_, t)| t.elapsed() < PENDING_LIFETIME)
+        users.drop_expired(now, app.options.pending_login_lifetime);
+        let previous = session_id(&headers).and_then(|old| {
+            users.take_pending(&old);
+            users.signed_in.remove(&old)
         });
-        users.insert(
-            sid.clone(),
-            UserState { pending: Some((serialized, Instant::now())), session: None, name: None },
-        );
+        users.add_pending(sid.clone(), pending, now, app.options.max_pending_logins);
+        previous
+    };
+    if let Some(previous) = previous {
+        tokio::spawn(async move {
+            if let Err(e) = previous.session.logout().await {
+                tracing::warn!(error = %e, "signing the previous session out failed");
+            }
+        });
     }
-    let mut response = Redirect::to(&target).into_response();
-    response.headers_mut().insert(header::SET_COOKIE, cookie(&sid, app.secure));
+    let mut response = app.set_cookie(Redirect::to(&target).into_response(), Some(&sid));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -260,25 +431,33 @@ async fn callback_form_post(State(app): State<Arc<App>>, headers: HeaderMap, bod
     finish(app, headers, Callback::FormPost(&body)).await
 }
 
+/// Finishes the login pending under the browser's session id. That id is spent whatever the outcome; a
+/// signed-in user gets a new one.
 async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Response {
-    let Some(sid) = session_id(&headers) else {
-        return error_page(StatusCode::BAD_REQUEST, "No login is under way in this browser.");
+    const NO_LOGIN: &str = "No login is under way in this browser.";
+    let Some(pending_sid) = session_id(&headers) else {
+        return error_page(StatusCode::BAD_REQUEST, NO_LOGIN);
     };
     // Taken out: a pending login is used once, whatever the outcome.
-    let pending = app.users().get_mut(&sid).and_then(|u| u.pending.take());
-    let pending = pending
-        .filter(|(_, started)| started.elapsed() < PENDING_LIFETIME)
-        .and_then(|(p, _)| serde_json::from_str::<PendingLogin>(&p).ok());
-    let Some(pending) = pending else {
-        return error_page(StatusCode::BAD_REQUEST, "No login is under way in this browser.");
+    let Some(pending) = app.users().take_pending(&pending_sid) else {
+        return error_page(StatusCode::BAD_REQUEST, NO_LOGIN);
     };
+    // From here on the browser's id names nothing: it is told to forget it unless the login succeeds.
+    if expired(pending.started, app.now(), app.options.pending_login_lifetime) {
+        return app.set_cookie(error_page(StatusCode::BAD_REQUEST, NO_LOGIN), None);
+    }
+    let failed = |status, message: &str| app.set_cookie(error_page(status, message), None);
     let session = match Session::builder(app.client.clone()).http_client(app.http.clone()).build().await {
         Ok(s) => s,
-        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
-    if let Err(e) = session.finish_login(pending, callback).await {
-        return error_page(StatusCode::BAD_REQUEST, &format!("The login failed: {e}"));
+    if let Err(e) = session.finish_login(pending.login, callback).await {
+        return failed(StatusCode::BAD_REQUEST, &format!("The login failed: {e}"));
     }
+    let sid = match new_session_id() {
+        Ok(sid) => sid,
+        Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}")),
+    };
     let name = match session.userinfo().await {
         Ok(info) => info.name,
         Err(e) => {
@@ -286,8 +465,10 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
             None
         }
     };
-    app.users().insert(sid, UserState { pending: None, session: Some(session), name });
-    Redirect::to("/customers").into_response()
+    app.users().signed_in.insert(sid.clone(), SignedIn { session, name });
+    let mut response = app.set_cookie(Redirect::to("/customers").into_response(), Some(&sid));
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 async fn customers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
@@ -299,9 +480,9 @@ async fn customers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
         Ok(r) => r,
         Err(e) if e.is_login_required() => {
             if let Some(sid) = sid {
-                app.users().remove(&sid);
+                app.users().signed_in.remove(&sid);
             }
-            return Redirect::to("/").into_response();
+            return app.set_cookie(Redirect::to("/").into_response(), None);
         }
         Err(e) => return error_page(StatusCode::BAD_GATEWAY, &format!("The Domain API call failed: {e}")),
     };
@@ -363,9 +544,13 @@ const PREFERRED_COLUMNS: &[&str] =
 const MAX_COLUMNS: usize = 7;
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let removed = session_id(&headers).and_then(|sid| app.users().remove(&sid));
+    let removed = session_id(&headers).and_then(|sid| {
+        let mut users = app.users();
+        users.take_pending(&sid);
+        users.signed_in.remove(&sid)
+    });
     let mut message = "You are signed out.".to_owned();
-    if let Some(session) = removed.and_then(|u| u.session) {
+    if let Some(SignedIn { session, .. }) = removed {
         match session.logout().await {
             Ok(out) => {
                 if let erpnet_oauth_async::Revocation::Failed(e) = out.revocation {
@@ -376,7 +561,7 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             Err(e) => message = format!("You are signed out here; the tokens could not be deleted: {e}"),
         }
     }
-    let mut response = page(
+    let response = page(
         "Signed out",
         &format!(
             "<p id=\"signed-out\">{}</p><p><a id=\"sign-in\" href=\"/login\">Sign in with ERP.net</a></p>",
@@ -384,7 +569,5 @@ async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         ),
     )
     .into_response();
-    let cleared = format!("; Max-Age=0{}", app.secure);
-    response.headers_mut().insert(header::SET_COOKIE, cookie("", &cleared));
-    response
+    app.set_cookie(response, None)
 }

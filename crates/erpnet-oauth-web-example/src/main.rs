@@ -1,12 +1,18 @@
 //! `cargo run -p erpnet-oauth-web-example`: the web example, against the embedded mock ERP.net by default,
-//! or against a real instance with `--instance`, `--client-id`, `--client-secret`, `--redirect-uri`.
+//! or against a real instance with `--instance`, `--client-id`, `--redirect-uri`, and the secret in
+//! `ERPNET_CLIENT_SECRET` or a file (`--client-secret-file`): never on the command line, which other users
+//! of the machine can read.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use erpnet_oauth_mock::{
     ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, MockConfig, MockErpNet,
 };
 use erpnet_oauth_web_example::{AppConfig, router};
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+/// The environment variable holding the client secret (the same as the `erpnet-oauth` CLI's).
+const SECRET_ENV: &str = "ERPNET_CLIENT_SECRET";
 
 /// An axum web application that signs users in through ERP.net and lists their customers.
 #[derive(Parser, Debug)]
@@ -19,9 +25,14 @@ struct Args {
     /// The trusted application's ApplicationUri (client id). Default with the mock: my.trusted.app/first.
     #[arg(long, env = "ERPNET_CLIENT_ID")]
     client_id: Option<String>,
-    /// The application secret (omit for a public client). Default with the mock: the demo secret.
-    #[arg(long, env = "ERPNET_CLIENT_SECRET", hide_env_values = true)]
-    client_secret: Option<String>,
+    /// A file holding the application secret (else the environment variable ERPNET_CLIENT_SECRET; neither:
+    /// a public client). Default with the mock: the demo secret. There is deliberately no flag for the
+    /// secret itself: a command line is visible to every user of the machine.
+    #[arg(long, value_name = "PATH")]
+    client_secret_file: Option<PathBuf>,
+    /// Refused: the secret goes in ERPNET_CLIENT_SECRET or --client-secret-file.
+    #[arg(long = "client-secret", hide = true, num_args = 0..=1, allow_hyphen_values = true)]
+    refused_client_secret: Option<Option<String>>,
     /// The redirect URI registered as the application's ImpersonateLoginUrl. Default:
     /// http://127.0.0.1:PORT/signin-callback on the port listened on.
     #[arg(long, env = "ERPNET_REDIRECT_URI")]
@@ -35,6 +46,23 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     let args = Args::parse();
+    if args.refused_client_secret.is_some() {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--client-secret is not accepted: a command line is visible to other users of this \
+                     machine. Put the secret in the environment variable {SECRET_ENV} or in a file given \
+                     with --client-secret-file PATH"
+                ),
+            )
+            .exit();
+    }
+    let from_env = std::env::var_os(SECRET_ENV);
+    let client_secret = match client_secret(args.client_secret_file.as_deref(), from_env) {
+        Ok(secret) => secret,
+        Err(message) => Args::command().error(clap::error::ErrorKind::ValueValidation, message).exit(),
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
     let redirect_uri = args.redirect_uri.clone().unwrap_or_else(|| format!("http://{addr}/signin-callback"));
@@ -48,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .client_id
                 .clone()
                 .ok_or("--client-id (ERPNET_CLIENT_ID) is required with --instance")?,
-            client_secret: args.client_secret.clone(),
+            client_secret,
             redirect_uri,
         },
         None => {
@@ -71,9 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let config = AppConfig {
                 instance: started.base_url(),
                 client_id: args.client_id.clone().unwrap_or_else(|| DEMO_CLIENT_ID.to_owned()),
-                client_secret: Some(
-                    args.client_secret.clone().unwrap_or_else(|| DEMO_CLIENT_SECRET.to_owned()),
-                ),
+                client_secret: Some(client_secret.unwrap_or_else(|| DEMO_CLIENT_SECRET.to_owned())),
                 redirect_uri,
             };
             mock = Some(started);
@@ -85,4 +111,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app).await?;
     drop(mock);
     Ok(())
+}
+
+/// The client secret: the file's content (without its final line break) when a file is given, else the
+/// environment variable's value; `None` when neither is given (or the variable is empty).
+fn client_secret(file: Option<&Path>, env: Option<std::ffi::OsString>) -> Result<Option<String>, String> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the client secret file {}: {e}", path.display()))?;
+        let secret = text.trim_end_matches(['\n', '\r']);
+        if secret.is_empty() {
+            return Err(format!("the client secret file {} is empty", path.display()));
+        }
+        return Ok(Some(secret.to_owned()));
+    }
+    match env {
+        None => Ok(None),
+        Some(value) => match value.into_string() {
+            Ok(secret) if secret.is_empty() => Ok(None),
+            Ok(secret) => Ok(Some(secret)),
+            Err(_) => Err(format!("{SECRET_ENV} is not valid UTF-8")),
+        },
+    }
 }

@@ -1,13 +1,16 @@
 //! End to end in headless Chromium: the web example against the mock ERP.net, both on loopback ports,
 //! driven over WebDriver (chromedriver). Sign in on the mock's login form, see the customers, let the
-//! access token expire, reload (one refresh at the mock), sign out (a revocation at the mock).
+//! access token expire, reload (one refresh at the mock), sign out (a revocation at the mock). A session
+//! id planted in the browser beforehand is not adopted: the login, then the signed-in session, run under
+//! fresh ids.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian packages `chromium`, `chromium-driver`):
 //! run `scripts/install-browser.sh` (as root) first. Screenshots of each page are written to
 //! `$CARGO_TARGET_TMPDIR/e2e-screenshots/` (`target/tmp/e2e-screenshots/`).
 
 use erpnet_oauth_mock::{ClockMode, DEMO_PASSWORD, DEMO_USER, MockConfig, MockErpNet};
-use erpnet_oauth_web_example::{AppConfig, router};
+use erpnet_oauth_web_example::{AppConfig, COOKIE, router};
+use fantoccini::cookies::Cookie;
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -156,6 +159,12 @@ async fn sign_in_see_customers_refresh_sign_out_in_headless_chromium() {
     client.goto(&format!("{app_url}/")).await.unwrap();
     client.find(Locator::Id("signed-out")).await.expect("signed out at first");
     screenshot(&client, &shots, "01-home-signed-out.png").await;
+    // An attacker planted a session id of their choosing in this browser.
+    let planted = "ab".repeat(32);
+    let cookie =
+        Cookie::parse(format!("{COOKIE}={planted}; Domain=127.0.0.1; Path=/; SameSite=Lax")).unwrap();
+    client.add_cookie(cookie).await.unwrap();
+    assert_eq!(client.get_named_cookie(COOKIE).await.unwrap().value(), planted);
     client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
 
     // The mock's login form.
@@ -170,6 +179,8 @@ async fn sign_in_see_customers_refresh_sign_out_in_headless_chromium() {
     username.send_keys(DEMO_USER).await.unwrap();
     client.find(Locator::Css("input[name=password]")).await.unwrap().send_keys(DEMO_PASSWORD).await.unwrap();
     screenshot(&client, &shots, "02-login-form.png").await;
+    let pending = client.get_named_cookie(COOKIE).await.expect("the login's cookie").value().to_owned();
+    assert_ne!(pending, planted, "the login runs under a fresh id, not the planted one");
     client.find(Locator::Css("button[value=login]")).await.unwrap().click().await.unwrap();
 
     // Back at the app, on the customers page.
@@ -178,6 +189,9 @@ async fn sign_in_see_customers_refresh_sign_out_in_headless_chromium() {
     let user = client.find(Locator::Id("user")).await.unwrap().text().await.unwrap();
     assert!(user.contains("Signed in as"), "{user}");
     screenshot(&client, &shots, "03-customers.png").await;
+    let signed_in = client.get_named_cookie(COOKIE).await.expect("the session cookie").value().to_owned();
+    assert_ne!(signed_in, pending, "the signed-in session has an id of its own");
+    assert_ne!(signed_in, planted);
     let c = mock.counters();
     assert_eq!((c.logins, c.authorization_code_grants, c.refresh_token_grants), (1, 1, 0));
 

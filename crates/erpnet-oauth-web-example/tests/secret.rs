@@ -1,0 +1,217 @@
+//! The client secret never comes from the command line (other users of the machine can read it): the
+//! built binary refuses `--client-secret`, and reads the secret from `ERPNET_CLIENT_SECRET` or
+//! `--client-secret-file`. Each source is proven by a login through the binary against its embedded mock
+//! ERP.net (confidential demo application): the right secret signs in, a wrong one gets `invalid_client`.
+
+use erpnet_oauth_mock::{DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH, LOGIN_REQUEST_HEADER};
+use erpnet_oauth_web_example::COOKIE;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_erpnet-oauth-web-example");
+
+/// The binary with none of the settings' environment variables, listening on an OS-chosen port.
+fn web_example() -> Command {
+    let mut command = Command::new(BIN);
+    for var in [
+        "ERPNET_INSTANCE",
+        "ERPNET_CLIENT_ID",
+        "ERPNET_CLIENT_SECRET",
+        "ERPNET_REDIRECT_URI",
+        "ERPNET_LISTEN",
+    ] {
+        command.env_remove(var);
+    }
+    command.args(["--listen", "127.0.0.1:0"]);
+    command
+}
+
+/// A running server, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary and waits for the URL it prints ("Open http://ADDR/ in your browser").
+async fn serve(mut command: Command) -> Server {
+    tokio::task::spawn_blocking(move || {
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let mut server = Server { child, url: String::new() };
+        server.url = line
+            .strip_prefix("Open ")
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("the server did not print its URL: {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        server
+    })
+    .await
+    .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap().to_owned()
+}
+
+/// Signs in as the demo user through the server: returns the callback's response.
+async fn log_in(server: &Server) -> reqwest::Response {
+    let agent = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = agent.get(format!("{}/login", server.url)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    assert!(cookie.starts_with(&format!("{COOKIE}=")));
+    let authorize = location(&r);
+    let mock = authorize.split("/id/connect/authorize").next().unwrap().to_owned();
+    let page = agent.get(&authorize).send().await.unwrap();
+    let rid = page.headers().get(LOGIN_REQUEST_HEADER).and_then(|v| v.to_str().ok()).unwrap().to_owned();
+    let r = agent
+        .post(format!("{mock}{LOGIN_PATH}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("request_id={rid}&username={DEMO_USER}&password={DEMO_PASSWORD}&button=login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    agent.get(location(&r)).header("cookie", cookie).send().await.unwrap()
+}
+
+async fn assert_signs_in(server: &Server) {
+    let r = log_in(server).await;
+    assert_eq!(r.status(), 303, "signed in with the right secret");
+    assert_eq!(location(&r), "/customers");
+}
+
+async fn assert_invalid_client(server: &Server) {
+    let r = log_in(server).await;
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("The login failed") && html.contains("invalid_client"), "{html}");
+}
+
+fn secret_file(name: &str, content: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+/// Runs the binary to its (early) exit; fails if it is still running after 30 s (it started a server).
+fn run(mut command: Command) -> Output {
+    let child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(Duration::from_secs(30)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("the binary did not exit within 30 s: it started a server instead of refusing to")
+        }
+    }
+}
+
+#[test]
+fn the_client_secret_flag_is_refused_without_echoing_the_secret() {
+    for args in [
+        &["--client-secret", "hunter2-secret"][..],
+        &["--client-secret=hunter2-secret"],
+        &["--client-secret", "-hunter2-secret"],
+        &[
+            "--instance",
+            "https://demodb.my.erp.net",
+            "--client-id",
+            "app",
+            "--client-secret",
+            "hunter2-secret",
+        ],
+        &["--client-secret"],
+    ] {
+        let mut command = web_example();
+        command.args(args);
+        let out = run(command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("--client-secret is not accepted"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("ERPNET_CLIENT_SECRET") && stderr.contains("--client-secret-file"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "the secret is not echoed: {stderr}");
+        assert!(out.stdout.is_empty(), "no server was started");
+    }
+}
+
+#[test]
+fn the_help_offers_a_file_and_the_environment_not_a_flag() {
+    let mut command = web_example();
+    command.arg("--help");
+    let out = run(command);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--client-secret-file <PATH>"), "{help}");
+    assert!(help.contains("ERPNET_CLIENT_SECRET"), "{help}");
+    assert!(!help.contains("--client-secret "), "{help}");
+    assert!(!help.contains("--client-secret <"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_secret_is_read_from_the_environment() {
+    let mut command = web_example();
+    command.env("ERPNET_CLIENT_SECRET", DEMO_CLIENT_SECRET);
+    assert_signs_in(&serve(command).await).await;
+
+    let mut command = web_example();
+    command.env("ERPNET_CLIENT_SECRET", "not-the-secret");
+    assert_invalid_client(&serve(command).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_secret_is_read_from_a_file_before_the_environment() {
+    let right = secret_file("right", &format!("{DEMO_CLIENT_SECRET}\n"));
+    let wrong = secret_file("wrong", "not-the-secret\n");
+
+    let mut command = web_example();
+    command.arg("--client-secret-file").arg(&right).env("ERPNET_CLIENT_SECRET", "not-the-secret");
+    assert_signs_in(&serve(command).await).await;
+
+    let mut command = web_example();
+    command.arg("--client-secret-file").arg(&wrong).env("ERPNET_CLIENT_SECRET", DEMO_CLIENT_SECRET);
+    assert_invalid_client(&serve(command).await).await;
+}
+
+#[test]
+fn an_empty_or_missing_secret_file_is_an_error() {
+    let empty = secret_file("empty", "\n");
+    let missing = empty.with_file_name("missing");
+    for (path, message) in [(&empty, "is empty"), (&missing, "cannot read the client secret file")] {
+        let mut command = web_example();
+        command.arg("--client-secret-file").arg(path);
+        let out = run(command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(message), "{stderr}");
+        assert!(out.stdout.is_empty(), "no server was started");
+    }
+}
