@@ -5,7 +5,7 @@
 #![allow(clippy::result_large_err)] // the threads hand back the session's error as it is
 
 use erpnet_oauth_ureq::{
-    AuthorizationRequest, ClientConfig, Error, OsRandom, PendingLogin, RedirectListener,
+    AuthorizationRequest, ClientConfig, Error, LoginOutcome, OsRandom, PendingLogin, RedirectListener,
 };
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -53,6 +53,8 @@ fn only_this_logins_callback_ends_the_wait() {
         ]
     });
     let callback = listener.wait(&pending).unwrap();
+    // The callback's page comes once the application says how the login ended.
+    listener.reply(LoginOutcome::LoggedIn { user: None });
     assert_eq!(browser.join().unwrap(), [404, 400, 400, 400, 400, 405, 200]);
     match callback.as_callback() {
         erpnet_oauth_ureq::Callback::Query(q) => assert!(q.starts_with("code=the-code&state="), "{q}"),
@@ -77,6 +79,7 @@ fn a_client_that_trickles_bytes_holds_neither_the_callback_nor_the_timeout_nor_a
     let _held = slow(port);
     let browser = std::thread::spawn(move || get(port, &target));
     assert!(listener.wait(&pending).is_ok());
+    listener.reply(LoginOutcome::Failed { reason: "no" });
     assert_eq!(browser.join().unwrap(), 200);
 
     // Only the slow connection: the wait ends at its own timeout, not the connection's.

@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use erpnet_oauth_core::CallbackError;
 use erpnet_oauth_ureq::{
-    AuthorizationRequest, Callback, ClientConfig, Error, ReceivedCallback, RedirectListener, ResponseMode,
-    Session,
+    AuthorizationRequest, Callback, ClientConfig, Error, LoginOutcome, ReceivedCallback, RedirectListener,
+    ResponseMode, Session,
 };
 use std::time::Duration;
 
@@ -30,13 +30,15 @@ fn seed_end_to_end_with_the_loopback_listener() {
         (page.status(), page.body_mut().read_to_string().unwrap())
     });
     let callback = listener.wait(&pending).unwrap();
-    let (status, page) = browser_thread.join().unwrap();
-    assert_eq!(status, 200);
-    assert!(page.contains("Login received"));
     assert!(matches!(callback, ReceivedCallback::Query(_)));
 
     // Token endpoint: the code is exchanged once.
     let login = session.finish_login(pending, callback.as_callback()).unwrap();
+    // The browser's page comes once the login ended, and says how.
+    listener.reply(LoginOutcome::LoggedIn { user: login.claims.as_ref().map(|c| c.sub.as_str()) });
+    let (status, page) = browser_thread.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(page.contains("Logged in as admin."), "{page}");
     // The ID token was verified against the mock's JWKS (fetched once).
     assert_eq!(login.claims.as_ref().map(|c| c.sub.as_str()), Some("admin"));
     assert_eq!(mock.counters().jwks_fetches, 1);
@@ -125,6 +127,7 @@ fn the_listener_ignores_other_paths_and_takes_form_post_bodies() {
         (favicon.status().as_u16(), bare.status().as_u16(), posted.status().as_u16())
     });
     let callback = listener.wait(&pending).unwrap();
+    listener.reply(LoginOutcome::LoggedIn { user: None });
     assert_eq!(browser_thread.join().unwrap(), (404, 400, 200));
     assert!(matches!(callback, ReceivedCallback::FormPost(_)));
     assert!(!format!("{callback:?}").contains("code="), "Debug shows no code");
