@@ -66,7 +66,7 @@ fn assert_every_case_passes(make: &mut dyn FnMut() -> Box<dyn Driver>) -> Report
 
 /// The catalogue's sections (`../shared/CONFORMANCE.md`) and how many lines each has: every line has a case.
 const CATALOGUE: [(&str, usize); 9] =
-    [("A", 5), ("B", 8), ("C", 7), ("D", 9), ("E", 14), ("F", 6), ("G", 4), ("H", 5), ("I", 1)];
+    [("A", 5), ("B", 9), ("C", 7), ("D", 9), ("E", 14), ("F", 6), ("G", 4), ("H", 5), ("I", 1)];
 
 /// Every catalogue line has a case that passed through the report's driver.
 fn assert_every_catalogue_line_passed(report: &Report) {
@@ -229,6 +229,45 @@ fn a_login_step_answers_only_its_own_part_of_the_login() {
         front.remove("wire");
         let err = check(&c, driver.as_mut()).expect_err("the key request is not the exchange");
         assert!(err.contains("(exchange)") && err.contains("jwks"), "{}: {err}", driver.name());
+    }
+}
+
+#[test]
+fn a_listen_step_checks_each_status_and_which_request_ended_the_wait() {
+    // B9 with the favicon expected to be the callback's 200, then with no callback expected: every driver
+    // must report the status its listener gave, and that the last request did end the wait.
+    let listen = |c: &conformance::Case| -> toml::Table {
+        c.steps
+            .iter()
+            .find(|s| s.get("do").and_then(|d| d.as_str()) == Some("listen"))
+            .and_then(|s| s.as_table())
+            .expect("a listen step")
+            .clone()
+    };
+    let set_listen = |c: &mut conformance::Case, step: toml::Table| {
+        let at = c
+            .steps
+            .iter()
+            .position(|s| s.get("do").and_then(|d| d.as_str()) == Some("listen"))
+            .expect("a listen step");
+        c.steps[at] = toml::Value::Table(step);
+    };
+    for mut driver in all_drivers() {
+        let mut c = case("B9-listener-ignores-other-requests-until-the-callback");
+        let mut step = listen(&c);
+        let requests = step.get_mut("requests").and_then(|r| r.as_array_mut()).expect("requests");
+        let first = requests.first_mut().and_then(|r| r.as_table_mut()).expect("a request");
+        first.insert("status".into(), toml::Value::Integer(200));
+        set_listen(&mut c, step);
+        let err = check(&c, driver.as_mut()).expect_err("the favicon is a 404");
+        assert!(err.contains("request 1 was answered 404, expected 200"), "{}: {err}", driver.name());
+
+        let mut c = case("B9-listener-ignores-other-requests-until-the-callback");
+        let mut step = listen(&c);
+        step.remove("callback");
+        set_listen(&mut c, step);
+        let err = check(&c, driver.as_mut()).expect_err("the last request is the callback");
+        assert!(err.contains("request 11 ended the wait"), "{}: {err}", driver.name());
     }
 }
 

@@ -14,7 +14,9 @@
 //! - Login: [`Session::start_login`] → the browser → your web server's redirect URI handler →
 //!   [`Session::finish_login`] with [`Callback::Query`] (GET) or [`Callback::FormPost`] (`form_post`).
 //!   The [`PendingLogin`] (state, nonce, PKCE verifier) is `Serialize`: keep it server-side in the
-//!   user's session.
+//!   user's session. Console and native applications receive the callback with a [`RedirectListener`]
+//!   on a loopback address instead (the blocking adapter's, as async fns; cancel its `wait` by dropping
+//!   it, e.g. in `tokio::select!`), and answer the browser with [`RedirectListener::reply`].
 //! - Stores (async, usable as `dyn TokenStore`): [`MemoryStore`], [`FileStore`] (atomic JSON, mode 0600,
 //!   cross-process lock, blocking calls on `spawn_blocking`), or your own [`TokenStore`]. The two stores
 //!   are `erpnet-oauth-store`'s, re-exported (the blocking adapter uses the same ones, so both read and
@@ -65,6 +67,7 @@
 #![allow(clippy::result_large_err)]
 
 mod clock;
+mod listener;
 mod session;
 mod store;
 mod transport;
@@ -72,6 +75,7 @@ mod transport;
 pub use clock::{Clock, OsRandom, SystemClock};
 pub use erpnet_oauth_core::Error;
 pub use erpnet_oauth_core::lifecycle::{LoggedIn, Logout, Revocation};
+pub use listener::{LoginOutcome, ReceivedCallback, RedirectListener};
 pub use session::{Session, SessionBuilder};
 pub use store::{FileStore, MemoryStore, StoreError, StoreLock, TokenStore};
 #[cfg(feature = "reqwest")]

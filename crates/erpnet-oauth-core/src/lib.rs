@@ -34,6 +34,9 @@
 //!   static bearer credential ([`ReferenceToken::authorize`]).
 //! - What the adapters' token stores share: the store file format ([`TokenSet::to_store_file`]), the
 //!   error a store reports ([`StoreError`]) and the cross-process lock it hands out ([`StoreLock`]).
+//! - What the adapters' loopback redirect listeners share (catalogue B9): which request is the login's
+//!   callback ([`CallbackFilter`]), and, in [`listener`], the limits, the reading of a request's head and
+//!   the pages the browser gets.
 //!
 //! # Out of scope
 //! - Sending anything, storing anything, waiting for anything: the adapters do that, as the operations'
@@ -183,6 +186,7 @@ pub mod error;
 pub mod id_token;
 pub mod jwks;
 pub mod lifecycle;
+pub mod listener;
 pub mod manager;
 mod pkce;
 pub mod random;

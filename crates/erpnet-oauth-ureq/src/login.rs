@@ -2,25 +2,18 @@
 //! external application"): it receives the browser's redirect after the login.
 
 use crate::Error;
-use erpnet_oauth_core::{Callback, CallbackFilter, ListenerRequest, PendingLogin};
+use erpnet_oauth_core::listener::{self, CONNECTION_DEADLINE, MAX_BODY, MAX_CONNECTIONS, MAX_HEAD};
+pub use erpnet_oauth_core::listener::{LoginOutcome, ReceivedCallback};
+use erpnet_oauth_core::{CallbackFilter, ListenerRequest, PendingLogin};
 use std::io::{BufRead as _, BufReader, Read, Write as _};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Largest request head (request line and headers) the listener reads.
-const MAX_HEAD: usize = 16 * 1024;
-/// Largest `form_post` body the listener reads.
-const MAX_BODY: usize = 64 * 1024;
 /// How often the waiting loop checks the cancel flag and the deadline.
 const POLL: Duration = Duration::from_millis(25);
-/// How long one connection may take to send its whole request (catalogue B9): a client that trickles
-/// bytes is cut off, whatever the per-read timeout would allow.
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(10);
-/// Connections served at once; more are answered 503 and closed.
-const MAX_CONNECTIONS: usize = 16;
 
 /// Cancels a [`RedirectListener::wait`] from another thread (e.g. a Ctrl-C handler).
 #[derive(Debug, Clone, Default)]
@@ -40,36 +33,6 @@ impl Cancel {
     /// Whether [`Self::cancel`] was called.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// The callback as the listener received it; borrow it as a [`Callback`] for
-/// [`crate::Session::finish_login`].
-#[derive(Clone, PartialEq, Eq)]
-pub enum ReceivedCallback {
-    /// `GET <path>?<query>`: the query string (the seed's callback).
-    Query(String),
-    /// `POST <path>` with an `application/x-www-form-urlencoded` body (`response_mode=form_post`).
-    FormPost(Vec<u8>),
-}
-
-impl std::fmt::Debug for ReceivedCallback {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The callback holds the authorization code: show only its shape.
-        match self {
-            ReceivedCallback::Query(q) => write!(f, "Query({} bytes)", q.len()),
-            ReceivedCallback::FormPost(b) => write!(f, "FormPost({} bytes)", b.len()),
-        }
-    }
-}
-
-impl ReceivedCallback {
-    /// The callback for [`crate::Session::finish_login`].
-    pub fn as_callback(&self) -> Callback<'_> {
-        match self {
-            ReceivedCallback::Query(q) => Callback::Query(q),
-            ReceivedCallback::FormPost(b) => Callback::FormPost(b),
-        }
     }
 }
 
@@ -97,64 +60,21 @@ pub struct RedirectListener {
     browser: Mutex<Option<TcpStream>>,
 }
 
-/// How a login ended, for the page the browser gets ([`RedirectListener::reply`]).
-#[derive(Debug, Clone, Copy)]
-pub enum LoginOutcome<'a> {
-    /// Logged in (as `user`, when known): the tokens are verified and stored.
-    LoggedIn {
-        /// Who, e.g. the ID token's `sub` or name; it is escaped before it reaches the page.
-        user: Option<&'a str>,
-    },
-    /// The login failed; `reason` (escaped before it reaches the page) says why.
-    Failed {
-        /// What went wrong.
-        reason: &'a str,
-    },
-}
-
 impl RedirectListener {
     /// Binds the listener for `redirect_uri`, which must be `http://` to a loopback host (`localhost`,
     /// `127.0.0.1`, `[::1]`). Port 0 lets the OS choose a free port: then [`Self::redirect_uri`] names
     /// the port chosen (register that URI, or configure the trusted application to allow it).
     pub fn bind(redirect_uri: &str) -> Result<RedirectListener, Error> {
-        let url = url::Url::parse(redirect_uri)
-            .map_err(|e| Error::Listener(format!("the redirect URI is not a URL: {e}")))?;
-        if url.scheme() != "http" {
-            return Err(Error::Listener(format!(
-                "a loopback redirect URI uses http, not `{}:` (web applications receive the callback \
-                 in their own server)",
-                url.scheme()
-            )));
-        }
-        let ips: Vec<IpAddr> = match url.host() {
-            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
-                vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]
-            }
-            Some(url::Host::Ipv4(ip)) if ip.is_loopback() => vec![ip.into()],
-            Some(url::Host::Ipv6(ip)) if ip.is_loopback() => vec![ip.into()],
-            _ => {
-                return Err(Error::Listener(
-                    "the redirect URI's host is not a loopback address (localhost, 127.0.0.1, [::1])"
-                        .to_owned(),
-                ));
-            }
-        };
-        let port = url.port().unwrap_or(80);
+        let (ips, port) = listener::loopback_addresses(redirect_uri)?;
         let listeners = bind_all(&ips, port)?;
         let bound = listeners
             .first()
             .and_then(|l| l.local_addr().ok())
             .ok_or_else(|| Error::Listener("no address could be bound".to_owned()))?;
-        let mut actual = url.clone();
-        if port == 0 {
-            actual
-                .set_port(Some(bound.port()))
-                .map_err(|_| Error::Listener("cannot set the chosen port".to_owned()))?;
-        }
         for listener in &listeners {
             listener.set_nonblocking(true).map_err(|e| Error::Listener(e.to_string()))?;
         }
-        let redirect_uri = if port == 0 { actual.to_string() } else { redirect_uri.to_owned() };
+        let redirect_uri = listener::served_redirect_uri(redirect_uri, bound.port())?;
         Ok(RedirectListener {
             listeners,
             redirect_uri,
@@ -191,21 +111,7 @@ impl RedirectListener {
     pub fn reply(&self, outcome: LoginOutcome<'_>) {
         let taken = self.browser.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(mut stream) = taken {
-            match outcome {
-                LoginOutcome::LoggedIn { user } => {
-                    let who = user.map(|u| format!(" as {}", html_escape(u))).unwrap_or_default();
-                    respond(
-                        &mut stream,
-                        200,
-                        &format!("Logged in{who}. You can close this window and return to the application."),
-                    );
-                }
-                LoginOutcome::Failed { reason } => respond(
-                    &mut stream,
-                    200,
-                    &format!("The login failed: {}. You can close this window.", html_escape(reason)),
-                ),
-            }
+            respond(&mut stream, 200, &outcome.message());
         }
     }
 
@@ -303,11 +209,7 @@ impl Drop for RedirectListener {
         // nothing it cannot know.
         let taken = self.browser.get_mut().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(mut stream) = taken {
-            respond(
-                &mut stream,
-                200,
-                "The login was received. Return to the application to see how it went.",
-            );
+            respond(&mut stream, 200, listener::RECEIVED_MESSAGE);
         }
     }
 }
@@ -347,23 +249,6 @@ fn bind_all(ips: &[IpAddr], port: u16) -> Result<Vec<TcpListener>, Error> {
         }
     }
     Err(last.unwrap_or_else(|| Error::Listener("no port could be bound".to_owned())))
-}
-
-/// `text` for an HTML page: markup characters escaped, control characters dropped.
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Counts a connection out when its thread ends, however it ends.
@@ -443,24 +328,6 @@ fn read_request(stream: TcpStream, deadline: Instant) -> Result<Request, u16> {
 
 /// Answers with a page whose `message` is already HTML (escaped where it holds outside text).
 fn respond(stream: &mut TcpStream, status: u16, message: &str) {
-    let reason = match status {
-        200 => "OK",
-        503 => "Service Unavailable",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        _ => "Bad Request",
-    };
-    let body = format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>ERP.net login</title></head>\
-         <body><p>{message}</p></body></html>"
-    );
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.write_all(&listener::response(status, message));
     let _ = stream.flush();
 }

@@ -32,24 +32,34 @@
 //!   session is built again with `ClientConfig::with_provider`'s configuration, over the same store.
 //! - `revoke`: `Session::logout`; `end_session`: `ClientConfig::end_session_url` with the session's ID
 //!   token; `timeout`: `Session::poll_timeout` / `Session::handle_timeout`; `api_call`: `Session::send`.
+//! - `listen` (catalogue B9): the adapter's `RedirectListener`, bound on `http://127.0.0.1:0` with the
+//!   login's redirect path, waits for the pending login's callback while a browser thread sends the raw
+//!   requests over TCP one by one and reads each answer's status ([`browse`]); the callback's page comes
+//!   once the driver replied (`LoginOutcome::LoggedIn`). A wait still going after the last request is
+//!   ended: the blocking listener's `Cancel`, the async one's future dropped (`tokio::select!`).
 
 use super::case::StoredTokens;
 use super::core_driver::{
     CallbackData, Random, authorization_request, build_client, build_client_at, token_set,
     verification_answer, verification_callback, verification_request, view,
 };
-use super::driver::{AuthorizeParams, CallOutcome, Harness, Reply, Setup, StoreEvent, TokensView, Wire};
+use super::driver::{
+    AuthorizeParams, CallOutcome, Harness, Listened, Reply, Setup, StoreEvent, TokensView, Wire,
+};
 use super::message::Message;
 use super::oidc::{Expect, OidcDriver};
 use super::outcome::{describe, is_timeout, revocation};
 use erpnet_oauth_core::lifecycle::{LoggedIn, Logout};
+use erpnet_oauth_core::listener::ReceivedCallback;
 use erpnet_oauth_core::{
     AuthorizationRequest, Callback, ClientConfig, EndSession, Error, IdTokenError, PendingLogin,
     ProviderMetadata, TokenSet,
 };
 use erpnet_oauth_mock::{Intercepted, MockConfig, MockErpNet};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -462,6 +472,67 @@ pub(super) trait Adapter: Send + Sync + 'static {
     fn write_store(&self, tokens: Option<&TokenSet>) -> Harness<()>;
     /// What the session asked its store to do since the last call.
     fn take_store_events(&self) -> Vec<StoreEvent>;
+    /// The adapter's `RedirectListener` bound on `redirect_uri` waits for `pending`'s callback while
+    /// [`browse`] sends `requests` to it; the wait's callback is answered as a logged-in login, and a wait
+    /// still going after the last request is ended (cancelled).
+    fn listen(&self, redirect_uri: &str, pending: &PendingLogin, requests: &[Vec<u8>]) -> Harness<Listened>;
+}
+
+/// How long the browser waits for the listener's answer to one request (longer than a listener's
+/// deadline for a connection), and how long a listen step's wait may last.
+pub(super) const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The browser's side of a listen step: each request on a connection of its own to `addr`, sent once the
+/// previous one was answered, and its answer's status read (0: none). It stops after the answer that came
+/// once the wait had ended (`ended`, set by the waiting side before it answers the callback): that
+/// request brought the callback. Returns the statuses and the index of that request.
+pub(super) fn browse(
+    addr: SocketAddr,
+    requests: &[Vec<u8>],
+    ended: &AtomicBool,
+) -> (Vec<u16>, Option<usize>) {
+    let mut statuses = Vec::with_capacity(requests.len());
+    for (i, request) in requests.iter().enumerate() {
+        if ended.load(Ordering::SeqCst) {
+            break;
+        }
+        statuses.push(answer_status(addr, request));
+        if ended.load(Ordering::SeqCst) {
+            return (statuses, Some(i));
+        }
+    }
+    (statuses, None)
+}
+
+/// Sends `request` on a new connection and reads the status of the answer (0: none came).
+fn answer_status(addr: SocketAddr, request: &[u8]) -> u16 {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, LISTEN_TIMEOUT) else { return 0 };
+    let _ = stream.set_read_timeout(Some(LISTEN_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(LISTEN_TIMEOUT));
+    // A listener may answer (and close) before the whole request is written: the answer still counts.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let line = answer.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    match line.split(' ').collect::<Vec<_>>().as_slice() {
+        ["HTTP/1.1", status, ..] => status.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// What a listen step found, from the browser's statuses, the request that ended the wait, and the wait's
+/// end (`None`: the driver ended it after the last request).
+pub(super) fn listened(
+    (statuses, ended_at): (Vec<u16>, Option<usize>),
+    waited: Option<Result<ReceivedCallback, Error>>,
+) -> Harness<Listened> {
+    match (waited, ended_at) {
+        (Some(Ok(callback)), Some(at)) => Ok(Listened { statuses, callback: Some((at, callback)) }),
+        (None | Some(Err(Error::Cancelled)), _) => Ok(Listened { statuses, callback: None }),
+        (Some(Ok(callback)), None) => Err(format!("the wait returned {callback:?}, but no request ended it")),
+        (Some(Err(e)), _) => Err(format!("the wait ended with {e:?}")),
+    }
 }
 
 /// How an adapter driver starts a case's session: the setup, the mock and the case's clock.
@@ -665,6 +736,19 @@ impl AdapterDriver {
                 Ok(())
             }
         })
+    }
+
+    pub(super) fn listen(&mut self, login: &str, requests: &[Vec<u8>]) -> Harness<Listened> {
+        let run = self.run()?;
+        let Some(LoginSlot::Pending(pending)) = run.logins.get(login) else {
+            return Err(format!("login `{login}` is not waiting for its callback"));
+        };
+        // The listener serves the login's redirect path on a loopback port the OS chooses.
+        let path = url::Url::parse(pending.redirect_uri())
+            .map_err(|e| format!("the redirect URI: {e}"))?
+            .path()
+            .to_owned();
+        run.session.listen(&format!("http://127.0.0.1:0{path}"), pending, requests)
     }
 
     pub(super) fn exchange(&mut self, login: &str, wire: &Wire) -> Harness<Result<TokensView, String>> {
@@ -874,6 +958,13 @@ macro_rules! adapter_driver {
                 request: &$crate::conformance::Message,
             ) -> $crate::conformance::Harness<Result<(), String>> {
                 self.0.callback(login, request)
+            }
+            fn listen(
+                &mut self,
+                login: &str,
+                requests: &[Vec<u8>],
+            ) -> $crate::conformance::Harness<$crate::conformance::Listened> {
+                self.0.listen(login, requests)
             }
             fn exchange(
                 &mut self,

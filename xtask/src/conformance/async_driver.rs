@@ -19,16 +19,20 @@
 //! - Discovery: the client's discovery request through the session's `HttpSend`, read with the core's
 //!   `ProviderMetadata::parse` (see [`super::adapter`]).
 
-use super::adapter::{self, Action, Adapter, AdapterDriver, ScriptedMock, lock};
+use super::adapter::{
+    self, Action, Adapter, AdapterDriver, LISTEN_TIMEOUT, ScriptedMock, browse, listened, lock,
+};
 use super::core_driver::{options, stored_tokens, view};
-use super::driver::{CallOutcome, Harness, Setup, StoreEvent};
+use super::driver::{CallOutcome, Harness, Listened, Setup, StoreEvent};
 use super::outcome::call_outcome;
 use erpnet_oauth_async::erpnet_oauth_core::ProviderMetadata;
 use erpnet_oauth_async::erpnet_oauth_core::lifecycle::{LoggedIn, Logout};
 use erpnet_oauth_async::{
-    AuthorizationRequest, BoxFuture, Callback, ClientConfig, Error, HttpOptions, ManagerOptions, MemoryStore,
-    PendingLogin, Session, StoreError, StoreLock, TokenSet, TokenStore,
+    AuthorizationRequest, BoxFuture, Callback, ClientConfig, Error, HttpOptions, LoginOutcome,
+    ManagerOptions, MemoryStore, PendingLogin, RedirectListener, Session, StoreError, StoreLock, TokenSet,
+    TokenStore,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -214,5 +218,36 @@ impl Adapter for Async {
 
     fn take_store_events(&self) -> Vec<StoreEvent> {
         std::mem::take(&mut *lock(&self.store.events))
+    }
+
+    fn listen(&self, redirect_uri: &str, pending: &PendingLogin, requests: &[Vec<u8>]) -> Harness<Listened> {
+        let listener = self
+            .runtime
+            .block_on(RedirectListener::bind(redirect_uri))
+            .map_err(|e| format!("the listener does not bind: {e}"))?
+            .timeout(LISTEN_TIMEOUT);
+        let addr = listener.local_addr().map_err(|e| format!("the listener's address: {e}"))?;
+        let ended = AtomicBool::new(false);
+        let (all_answered, done) = tokio::sync::oneshot::channel::<()>();
+        std::thread::scope(|s| {
+            let browser = s.spawn(|| {
+                let browsed = browse(addr, requests, &ended);
+                // Every request was answered: a wait still going is ended (its future dropped).
+                let _ = all_answered.send(());
+                browsed
+            });
+            let waited = self.runtime.block_on(async {
+                tokio::select! {
+                    waited = listener.wait(pending) => Some(waited),
+                    _ = done => None,
+                }
+            });
+            ended.store(true, Ordering::SeqCst);
+            if matches!(waited, Some(Ok(_))) {
+                self.runtime.block_on(listener.reply(LoginOutcome::LoggedIn { user: None }));
+            }
+            let browsed = browser.join().map_err(|_| "the browser's thread panicked".to_owned())?;
+            listened(browsed, waited)
+        })
     }
 }

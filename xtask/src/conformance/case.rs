@@ -170,6 +170,16 @@ pub enum Step {
         /// The expected rejection (Debug); absent means the callback is accepted.
         error: Option<String>,
     },
+    /// A loopback listener waits for the login's callback while these requests come (catalogue B9).
+    Listen {
+        /// Which login's callback it waits for.
+        #[serde(default = "main")]
+        login: String,
+        /// The requests, in order, each with the status it must get.
+        requests: Vec<ListenRequest>,
+        /// The callback the last request brought, which ended the wait; absent: no request ended it.
+        callback: Option<ListenedCallback>,
+    },
     /// Exchange the login's code at the token endpoint.
     Exchange {
         /// Which login.
@@ -261,6 +271,50 @@ fn yes() -> bool {
 
 fn one() -> usize {
     1
+}
+
+/// One request a listener receives, and the status it must answer with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenRequest {
+    /// The raw request: request line, headers, a blank line and the body (see `raw_request`).
+    pub request: String,
+    /// The status of the answer.
+    pub status: u16,
+}
+
+/// The callback a listen step's wait returned: a query string or a form body, exactly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenedCallback {
+    /// A GET's query string.
+    pub query: Option<String>,
+    /// A `form_post` body.
+    pub form_post: Option<String>,
+}
+
+/// A listen step's request as sent: lines end with CRLF, the head with a blank line; the body (after the
+/// first blank line, its one trailing newline removed) is sent as written, with a `Content-Length` when
+/// it has none.
+pub fn raw_request(text: &str) -> Vec<u8> {
+    let (head, body) = match text.split_once("\n\n") {
+        Some((head, body)) => (head, body.strip_suffix('\n').unwrap_or(body)),
+        None => (text.strip_suffix('\n').unwrap_or(text), ""),
+    };
+    let mut out = String::new();
+    for line in head.lines() {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    let has_length = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+    });
+    if !body.is_empty() && !has_length {
+        out.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    out.push_str("\r\n");
+    out.push_str(body);
+    out.into_bytes()
 }
 
 /// A verifier and its challenge.

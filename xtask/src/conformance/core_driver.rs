@@ -13,6 +13,9 @@
 //! - Concurrent callers (`count`) are tasks stepped round-robin, one step each per round, in order: the
 //!   first caller takes the renewal, the others wait for it ([`Step::Wait`]) and step again once it ended.
 //!
+//! A `listen` step (catalogue B9) feeds each raw request to the pending login's `CallbackFilter`, its head
+//! read with the core's `listener::parse_head`, as the adapters' listeners read and judge theirs.
+//!
 //! A login is one [`FinishLogin`], started by the `callback` step with the browser's callback and carried
 //! through the `verify_front_channel` and `exchange` steps: the steps before the exchange stop at a request
 //! their wire has no exchange left for (it belongs to the next step). A standalone `verify_id_token` is a
@@ -22,17 +25,18 @@
 
 use super::case::{RandomSpec, StoredTokens};
 use super::driver::{
-    AuthorizeParams, CallOutcome, Driver, Harness, Reply, Setup, StoreEvent, TokensView, Wire,
+    AuthorizeParams, CallOutcome, Driver, Harness, Listened, Reply, Setup, StoreEvent, TokensView, Wire,
 };
 use super::message::Message;
 use super::outcome::{call_outcome, describe, transport_error};
 use erpnet_oauth_core::lifecycle::{
     FinishLogin, HandleTimeout, Input, LoggedIn, Operation, Renewal as RenewalOp, SendRequest, Step, Target,
 };
+use erpnet_oauth_core::listener::{self, ReceivedCallback};
 use erpnet_oauth_core::{
-    AccessToken, AuthMethod, AuthorizationRequest, Callback, ClientConfig, ClientSecret, Error, HttpOptions,
-    IdToken, ManagerOptions, PendingLogin, RandomError, RandomSource, RefreshToken, Renewal, ResponseMode,
-    ResponseType, Scopes, SeededRandom, TokenManager, TokenSet,
+    AccessToken, AuthMethod, AuthorizationRequest, Callback, CallbackFilter, ClientConfig, ClientSecret,
+    Error, HttpOptions, IdToken, ListenerRequest, ManagerOptions, PendingLogin, RandomError, RandomSource,
+    RefreshToken, Renewal, ResponseMode, ResponseType, Scopes, SeededRandom, TokenManager, TokenSet,
 };
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -281,6 +285,39 @@ impl CallbackData {
             CallbackData::FormPost(b) => Callback::FormPost(b),
         }
     }
+}
+
+/// What a loopback listener does with `requests`, each the whole of what a connection sent, judged by
+/// the core alone: its head read with the core's `listener::parse_head` (a head or body cut short is a
+/// 400, as a listener answers a connection that closed or ran out of time), then `filter`'s judgement.
+/// The callback is answered 200 (the logged-in page) and ends the wait.
+pub(super) fn listen(filter: &CallbackFilter, requests: &[Vec<u8>]) -> Listened {
+    let mut statuses = Vec::with_capacity(requests.len());
+    for (i, raw) in requests.iter().enumerate() {
+        let head = match listener::parse_head(raw) {
+            Ok(Some(head)) => head,
+            Ok(None) => {
+                statuses.push(400);
+                continue;
+            }
+            Err(status) => {
+                statuses.push(status);
+                continue;
+            }
+        };
+        let Some(body) = raw.get(head.head_len..head.head_len + head.content_length) else {
+            statuses.push(400);
+            continue;
+        };
+        match filter.judge(&head.method, &head.target, body) {
+            ListenerRequest::Ignore { status, .. } => statuses.push(status),
+            ListenerRequest::Callback(callback) => {
+                statuses.push(200);
+                return Listened { statuses, callback: Some((i, ReceivedCallback::from(callback))) };
+            }
+        }
+    }
+    Listened { statuses, callback: None }
 }
 
 /// A standalone ID token verification as a login (see the module docs): its state and code.
@@ -621,6 +658,14 @@ impl Driver for CoreDriver {
             }
             Err(e) => Err(format!("{e:?}")),
         })
+    }
+
+    fn listen(&mut self, login: &str, requests: &[Vec<u8>]) -> Harness<Listened> {
+        let run = self.run()?;
+        let Some(LoginSlot::Pending(pending)) = run.logins.get(login) else {
+            return Err(format!("login `{login}` is not waiting for its callback"));
+        };
+        Ok(listen(&pending.callback_filter(), requests))
     }
 
     fn callback(&mut self, login: &str, request: &Message) -> Harness<Result<(), String>> {

@@ -8,6 +8,7 @@
 
 use super::case::{ClientSpec, ManagerSpec, RandomSpec, StoredTokens};
 use super::message::{self, Message};
+use erpnet_oauth_core::listener::ReceivedCallback;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -90,6 +91,17 @@ pub enum StoreEvent {
     Clear,
 }
 
+/// How a loopback listener dealt with a listen step's requests (catalogue B9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listened {
+    /// The status each request sent was answered with, in order (0: no answer could be read). Requests
+    /// after the one that ended the wait are not sent.
+    pub statuses: Vec<u16>,
+    /// The request (its index) that ended the wait, and the callback the wait returned; `None`: the
+    /// listener was still waiting after the last request.
+    pub callback: Option<(usize, ReceivedCallback)>,
+}
+
 /// What the server does with a request.
 #[derive(Debug, Clone)]
 pub enum Reply {
@@ -123,6 +135,11 @@ pub trait Driver {
 
     /// The browser came back to the redirect URI with `request` (a GET with a query, or a form_post POST).
     fn callback(&mut self, login: &str, request: &Message) -> Harness<Result<(), String>>;
+
+    /// A loopback listener waits for login `login`'s callback (its redirect URI's path, its state) while
+    /// `requests` (raw HTTP/1.1, each on a connection of its own) come one after the other, each sent once
+    /// the previous one was answered; the wait's end is answered as a logged-in login.
+    fn listen(&mut self, login: &str, requests: &[Vec<u8>]) -> Harness<Listened>;
 
     /// Finishes login `login` over `wire`: exchanges its code, verifies the ID token (fetching the keys
     /// when needed), stores and holds the tokens; the new tokens, or the error.

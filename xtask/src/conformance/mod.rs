@@ -22,13 +22,15 @@ pub use async_driver::AsyncDriver;
 pub use case::{Case, DEFAULT_NOW, Step, load};
 pub use core_driver::CoreDriver;
 pub use driver::{
-    AuthorizeParams, CallOutcome, Driver, Exchange, Harness, Reply, Setup, StoreEvent, TokensView, Wire,
+    AuthorizeParams, CallOutcome, Driver, Exchange, Harness, Listened, Reply, Setup, StoreEvent, TokensView,
+    Wire,
 };
 pub use message::{Body, Message, parse_request, parse_response};
 pub use ureq_driver::UreqDriver;
 
 use base64::Engine as _;
 use case::{TokensExpect, substitute};
+use erpnet_oauth_core::listener::ReceivedCallback;
 use serde::Deserialize as _;
 use sha2::Digest as _;
 use std::collections::BTreeMap;
@@ -149,6 +151,7 @@ fn run_step(
                 (Err(actual), expected) => outcome_error(&actual, expected.as_deref()),
             }
         }
+        Step::Listen { login, requests, callback } => listen(driver, &login, &requests, callback.as_ref()),
         Step::Exchange { login, wire, error, store, tokens } => {
             let wire = make_wire(&wire, vars, driver)?;
             let result = driver.exchange(&login, &wire)?;
@@ -256,6 +259,67 @@ fn run_step(
         }
         Step::Oidc(step) => oidc::run_step(step, driver, vars),
     }
+}
+
+/// A listen step: every request answered with its status, and the last one (only) the callback that ended
+/// the wait, as the case gives it; without a callback, none ended it.
+fn listen(
+    driver: &mut dyn Driver,
+    login: &str,
+    requests: &[case::ListenRequest],
+    callback: Option<&case::ListenedCallback>,
+) -> Result<(), String> {
+    if requests.is_empty() {
+        return Err("a listen step sends at least one request".to_owned());
+    }
+    let raw: Vec<Vec<u8>> = requests.iter().map(|r| case::raw_request(&r.request)).collect();
+    let listened = driver.listen(login, &raw)?;
+    let ended_at = listened.callback.as_ref().map(|(at, _)| *at);
+    for (i, want) in requests.iter().enumerate() {
+        let n = i + 1;
+        match listened.statuses.get(i) {
+            Some(got) if *got == want.status => {}
+            Some(got) => return Err(format!("request {n} was answered {got}, expected {}", want.status)),
+            None => {
+                let by = ended_at.map(|at| format!("request {}", at + 1)).unwrap_or_else(|| "?".to_owned());
+                return Err(format!("request {n} was not sent: the wait had ended with {by}"));
+            }
+        }
+    }
+    let last = requests.len() - 1;
+    let (at, got) = match (listened.callback, callback) {
+        (None, None) => return Ok(()),
+        (None, Some(_)) => return Err("no request ended the wait; expected the last".to_owned()),
+        (Some((at, got)), Some(_)) if at == last => (at, got),
+        (Some((at, got)), _) => {
+            return Err(format!(
+                "request {} ended the wait with {got:?}; expected {}",
+                at + 1,
+                match callback {
+                    Some(_) => "the last",
+                    None => "none",
+                }
+            ));
+        }
+    };
+    let expected = match callback.map(|c| (&c.query, &c.form_post)) {
+        Some((Some(q), None)) => ReceivedCallback::Query(q.clone()),
+        Some((None, Some(f))) => ReceivedCallback::FormPost(f.clone().into_bytes()),
+        _ => return Err("a listen step's callback is a query or a form_post, one of the two".to_owned()),
+    };
+    if got != expected {
+        let show = |c: &ReceivedCallback| match c {
+            ReceivedCallback::Query(q) => format!("the query `{q}`"),
+            ReceivedCallback::FormPost(b) => format!("the form body `{}`", String::from_utf8_lossy(b)),
+        };
+        return Err(format!(
+            "request {} ended the wait with {}, expected {}",
+            at + 1,
+            show(&got),
+            show(&expected)
+        ));
+    }
+    Ok(())
 }
 
 /// The instance the API targets are resolved against: the `instance` value, set by [`check`].

@@ -15,16 +15,19 @@
 //!   [`super::adapter::Gate`]): the late callers find the renewal in flight and wait for it. A login
 //!   runs on a thread of its own from its `callback` step on.
 
-use super::adapter::{self, Action, Adapter, AdapterDriver, ScriptedMock, lock};
+use super::adapter::{
+    self, Action, Adapter, AdapterDriver, LISTEN_TIMEOUT, ScriptedMock, browse, listened, lock,
+};
 use super::core_driver::{options, stored_tokens, view};
-use super::driver::{CallOutcome, Harness, Setup, StoreEvent};
+use super::driver::{CallOutcome, Harness, Listened, Setup, StoreEvent};
 use super::outcome::call_outcome;
 use erpnet_oauth_ureq::erpnet_oauth_core::lifecycle::{LoggedIn, Logout};
 use erpnet_oauth_ureq::erpnet_oauth_core::{ProviderMetadata, TokenSet};
 use erpnet_oauth_ureq::{
-    AuthorizationRequest, Callback, ClientConfig, Error, HttpOptions, ManagerOptions, MemoryStore,
-    PendingLogin, Session, StoreError, StoreLock, TokenStore,
+    AuthorizationRequest, Callback, ClientConfig, Error, HttpOptions, LoginOutcome, ManagerOptions,
+    MemoryStore, PendingLogin, RedirectListener, Session, StoreError, StoreLock, TokenStore,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -197,5 +200,29 @@ impl Adapter for Ureq {
 
     fn take_store_events(&self) -> Vec<StoreEvent> {
         std::mem::take(&mut *lock(&self.store.events))
+    }
+
+    fn listen(&self, redirect_uri: &str, pending: &PendingLogin, requests: &[Vec<u8>]) -> Harness<Listened> {
+        let listener = RedirectListener::bind(redirect_uri)
+            .map_err(|e| format!("the listener does not bind: {e}"))?
+            .timeout(LISTEN_TIMEOUT);
+        let addr = listener.local_addr().map_err(|e| format!("the listener's address: {e}"))?;
+        let cancel = listener.cancel_handle();
+        let ended = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let browser = s.spawn(|| {
+                let browsed = browse(addr, requests, &ended);
+                // Every request was answered: a wait still going is ended.
+                cancel.cancel();
+                browsed
+            });
+            let waited = listener.wait(pending);
+            ended.store(true, Ordering::SeqCst);
+            if waited.is_ok() {
+                listener.reply(LoginOutcome::LoggedIn { user: None });
+            }
+            let browsed = browser.join().map_err(|_| "the browser's thread panicked".to_owned())?;
+            listened(browsed, Some(waited))
+        })
     }
 }
