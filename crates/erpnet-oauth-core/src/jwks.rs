@@ -134,7 +134,9 @@ impl Jwk {
 
     /// Reads one member of a JWKS's `keys` array. `Err` says why the key cannot be used.
     pub fn from_json(value: &serde_json::Value) -> Result<Jwk, IgnoredKey> {
-        let kid = value.get("kid").and_then(|k| k.as_str()).map(|k| excerpt(k, 200));
+        // The kid is kept whole: a token names its key by the exact string (shortened, it would never
+        // match). Messages shorten and escape it.
+        let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
         let ignore = |reason: String| IgnoredKey { kid: kid.clone(), reason };
         let Some(obj) = value.as_object() else {
             return Err(ignore("a key must be a JSON object".to_owned()));

@@ -745,3 +745,35 @@ fn userinfo_sub_must_match_the_id_token() {
         Err(UserInfoError::SubjectMismatch { .. })
     ));
 }
+
+/// Issue 13: a `kid` is compared whole, however long. Shortened when the JWKS was read, a kid over 200
+/// characters never matched its token's, and the key could not be used.
+#[test]
+fn a_kid_of_300_characters_verifies() {
+    let f = fixture();
+    let kid: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let keys = jwks(&[f.a.jwk(Some(&kid))]);
+    assert_eq!(keys.keys()[0].kid(), Some(kid.as_str()), "stored whole");
+    assert!(keys.find(&kid).is_some());
+    let token = IdToken::new(f.a.sign(&rs256(&kid), &claims()));
+    let expect = IdTokenExpectations::new().nonce(Some("n1"));
+    let verified = verify_id_token(&token, &f.client, &keys, &expect, at(T0)).unwrap();
+    assert_eq!(verified.sub, "admin");
+    // Known: the cache asks for no refetch.
+    let mut cache = KeyCache::with_keys(keys.clone(), at(T0 - 3600));
+    assert!(cache.poll_fetch(&f.client, &token, at(T0)).is_none());
+
+    // Another kid sharing the first 250 characters is another key: unknown, and named shortened.
+    let mut other = kid.clone();
+    other.replace_range(250..251, "Z");
+    let token = IdToken::new(f.a.sign(&rs256(&other), &claims()));
+    let e = verify_id_token(&token, &f.client, &keys, &expect, at(T0)).unwrap_err();
+    let IdTokenError::UnknownKey { kid: named } = &e else { panic!("{e:?}") };
+    assert_eq!(named.chars().count(), 201, "200 characters and an ellipsis");
+    assert!(e.to_string().len() < 300, "{e}");
+    // A key under a kid with control characters is found by that exact kid.
+    let odd = "k\x1b[2J\u{202e}";
+    let keys = jwks(&[f.a.jwk(Some(odd))]);
+    let token = IdToken::new(f.a.sign(&rs256(odd), &claims()));
+    assert!(verify_id_token(&token, &f.client, &keys, &expect, at(T0)).is_ok());
+}
