@@ -7,6 +7,7 @@ use crate::encode::{parse_form, query_string};
 use crate::error::OAuthError;
 use crate::id_token::{IdTokenClaims, IdTokenError};
 use crate::random::{RANDOM_BYTES, RandomError, RandomSource, random_string};
+use crate::safe_text::escape;
 use crate::scope::Scopes;
 use crate::secret::{AuthorizationCode, IdToken, PkceVerifier, constant_time_eq};
 use crate::token::{TokenError, TokenSet, parse_token_response};
@@ -460,7 +461,8 @@ pub enum ListenerRequest<'a> {
     },
 }
 
-/// Why a callback was rejected. No token request is produced for a rejected callback.
+/// Why a callback was rejected. No token request is produced for a rejected callback. `Display` shows the
+/// callback's text escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallbackError {
@@ -474,7 +476,7 @@ pub enum CallbackError {
     #[error("the callback has no state")]
     StateMissing,
     /// `iss` names another issuer (catalogue B4, RFC 9207): a mix-up attack.
-    #[error("the callback's issuer `{found}` is not `{expected}`")]
+    #[error("the callback's issuer `{}` is not `{}`", escape(.found), escape(.expected))]
     IssuerMismatch {
         /// The issuer expected.
         expected: String,
@@ -485,7 +487,7 @@ pub enum CallbackError {
     #[error("the callback has no `iss` although the server advertises RFC 9207 issuer identification")]
     IssuerMissing,
     /// A parameter is repeated (catalogue B5).
-    #[error("the callback repeats the parameter `{0}`")]
+    #[error("the callback repeats the parameter `{}`", escape(.0))]
     Repeated(String),
     /// Neither `code` nor `error` (catalogue B5).
     #[error("the callback has neither `code` nor `error`")]
@@ -494,7 +496,7 @@ pub enum CallbackError {
     #[error("the login asked for `code id_token` and the callback has no `id_token`")]
     IdTokenMissing,
     /// The callback URL could not be read.
-    #[error("the callback URL is malformed: {0}")]
+    #[error("the callback URL is malformed: {}", escape(.0))]
     MalformedUrl(String),
 }
 
@@ -560,7 +562,7 @@ impl PendingLogin {
         let mut seen: Vec<&str> = Vec::with_capacity(params.len());
         for (k, _) in &params {
             if seen.contains(&k.as_str()) {
-                return Err(CallbackError::Repeated(k.clone()));
+                return Err(CallbackError::Repeated(crate::error::excerpt(k, 60)));
             }
             seen.push(k);
         }

@@ -1,6 +1,7 @@
 //! Client configuration: the instance, its endpoints, the trusted application and how it authenticates.
 
 use crate::jwks::SigningAlg;
+use crate::safe_text::escape;
 use crate::secret::ClientSecret;
 use std::time::Duration;
 use url::Url;
@@ -8,12 +9,13 @@ use url::Url;
 /// The clock skew allowed by default when checking an ID token's `exp`, `iat` and `nbf`: 60 s.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
-/// Errors in the configuration, found before anything is sent.
+/// Errors in the configuration, found before anything is sent. URLs may come from a discovery document:
+/// `Display` shows their parts escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A URL could not be parsed.
-    #[error("{what} is not a valid URL: {reason}")]
+    #[error("{what} is not a valid URL: {}", escape(.reason))]
     InvalidUrl {
         /// Which setting.
         what: &'static str,
@@ -21,7 +23,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// The URL is neither `https` nor `http`.
-    #[error("{what} must be an http or https URL, not `{scheme}:`")]
+    #[error("{what} must be an http or https URL, not `{}:`", escape(.scheme))]
     UnsupportedScheme {
         /// Which setting.
         what: &'static str,
@@ -30,8 +32,9 @@ pub enum ConfigError {
     },
     /// Plain `http://` to a host that is not a loopback address (catalogue H4).
     #[error(
-        "{what} uses plain http to `{host}`, which is not a loopback address; tokens would cross the \
-         network unencrypted (allow it explicitly if you must)"
+        "{what} uses plain http to `{}`, which is not a loopback address; tokens would cross the \
+         network unencrypted (allow it explicitly if you must)",
+        escape(.host)
     )]
     InsecureHttp {
         /// Which setting.
@@ -51,7 +54,9 @@ pub enum ConfigError {
     /// An API request is addressed to another origin than the instance's: the access token is not sent
     /// there (it is the instance's credential, and would leak).
     #[error(
-        "the request goes to {origin}, not to the instance ({instance}); the access token is only sent to the instance"
+        "the request goes to {}, not to the instance ({}); the access token is only sent to the instance",
+        escape(.origin),
+        escape(.instance)
     )]
     ForeignOrigin {
         /// The origin the request was addressed to.

@@ -9,6 +9,7 @@ use crate::authorize::CodeExchange;
 use crate::config::ClientConfig;
 use crate::error::excerpt;
 use crate::jwks::{JwkSet, Selection, SigningAlg};
+use crate::safe_text::escape;
 use crate::secret::{AccessToken, AuthorizationCode, IdToken, constant_time_eq};
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -77,7 +78,8 @@ fn json_segment(segment: &str, what: &'static str) -> Result<serde_json::Value, 
 // ---------------------------------------------------------------------------------------------------------
 
 /// Why an ID token was rejected. Names the claim or header member at fault; never contains the token,
-/// and never the nonce.
+/// and never the nonce. `Display` shows the token's text (`alg`, `kid`, `iss`, `aud`, `azp`) shortened and
+/// escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdTokenError {
@@ -94,7 +96,7 @@ pub enum IdTokenError {
     #[error("the ID token is unsigned (`alg: none`)")]
     Unsigned,
     /// An algorithm other than those accepted, e.g. `HS256` signed with the client secret (catalogue D2).
-    #[error("the ID token is signed with `{alg}`, which is not accepted (accepted: {accepted})")]
+    #[error("the ID token is signed with `{}`, which is not accepted (accepted: {accepted})", escape(.alg))]
     UnexpectedAlgorithm {
         /// The header's `alg`.
         alg: String,
@@ -105,13 +107,13 @@ pub enum IdTokenError {
     #[error("the ID token's header has critical extensions (`crit`) this client does not understand")]
     CriticalHeader,
     /// No key in the JWKS has the token's `kid`, after the one allowed refetch (catalogue D7).
-    #[error("no key in the issuer's key set has the ID token's kid `{kid}`")]
+    #[error("no key in the issuer's key set has the ID token's kid `{}`", escape(.kid))]
     UnknownKey {
         /// The header's `kid`.
         kid: String,
     },
     /// The key named by `kid` cannot verify the token's algorithm.
-    #[error("the key `{kid}` cannot verify an ID token signed with {alg}")]
+    #[error("the key `{}` cannot verify an ID token signed with {alg}", escape(.kid))]
     KeyMismatch {
         /// The header's `kid`.
         kid: String,
@@ -125,7 +127,7 @@ pub enum IdTokenError {
         alg: SigningAlg,
     },
     /// The signature does not verify (catalogue D1).
-    #[error("the ID token's signature is invalid{}", .kid.as_ref().map(|k| format!(" (key `{k}`)")).unwrap_or_default())]
+    #[error("the ID token's signature is invalid{}", .kid.as_ref().map(|k| format!(" (key `{}`)", escape(k))).unwrap_or_default())]
     BadSignature {
         /// The header's `kid`, when present.
         kid: Option<String>,
@@ -142,7 +144,7 @@ pub enum IdTokenError {
         reason: &'static str,
     },
     /// `iss` is not the expected issuer (catalogue D3).
-    #[error("the ID token's `iss` is `{found}`, expected `{expected}`")]
+    #[error("the ID token's `iss` is `{}`, expected `{}`", escape(.found), escape(.expected))]
     IssuerMismatch {
         /// The issuer expected.
         expected: String,
@@ -150,7 +152,7 @@ pub enum IdTokenError {
         found: String,
     },
     /// `aud` does not contain the client id (catalogue D3).
-    #[error("the ID token's `aud` ({}) does not contain the client id `{client_id}`", .found.join(", "))]
+    #[error("the ID token's `aud` ({}) does not contain the client id `{}`", escape(&.found.join(", ")), escape(.client_id))]
     AudienceMismatch {
         /// This client's id.
         client_id: String,
@@ -161,7 +163,7 @@ pub enum IdTokenError {
     #[error("the ID token has several audiences and no `azp` claim")]
     AzpMissing,
     /// `azp` is not the client id (catalogue D3).
-    #[error("the ID token's `azp` is `{found}`, not this client's id")]
+    #[error("the ID token's `azp` is `{}`, not this client's id", escape(.found))]
     AzpMismatch {
         /// The `azp` found.
         found: String,

@@ -10,6 +10,7 @@
 
 use crate::config::{ClientConfig, ConfigError, get_json};
 use crate::error::excerpt;
+use crate::safe_text::escape;
 use crate::secret::IdToken;
 use base64::Engine as _;
 use std::fmt;
@@ -92,9 +93,9 @@ impl fmt::Debug for Jwk {
 /// A key of a JWKS that was set aside, and why (catalogue D8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredKey {
-    /// Its `kid`, if it had one.
+    /// Its `kid`, if it had one, as received: escape it ([`crate::escape`]) before showing it.
     pub kid: Option<String>,
-    /// Why it cannot be used.
+    /// Why it cannot be used (the server's text in it is shortened and escaped).
     pub reason: String,
 }
 
@@ -275,7 +276,7 @@ pub enum JwksError {
         length: usize,
     },
     /// Not a JSON object with a `keys` array.
-    #[error("the JWKS is malformed: {reason}")]
+    #[error("the JWKS is malformed: {}", escape(.reason))]
     Malformed {
         /// What was wrong.
         reason: String,

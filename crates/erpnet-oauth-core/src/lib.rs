@@ -40,6 +40,12 @@
 //!   [`Step`]s ask.
 //! - Reading access tokens: they are opaque to the client (catalogue C7).
 //!
+//! # Text from servers
+//!
+//! Errors show what a server sent (an `error_description`, an issuer, a `kid`) escaped by [`escape`]: no
+//! control character or bidi override reaches a terminal or a log line through their `Display`. Claims
+//! handed out as data ([`IdTokenClaims::sub`], ...) are as received: escape them before printing them.
+//!
 //! # The whole flow
 //!
 //! ```
@@ -187,6 +193,7 @@ pub mod manager;
 mod pkce;
 pub mod random;
 pub mod revocation;
+pub mod safe_text;
 pub mod scope;
 pub mod secret;
 pub mod store;
@@ -217,6 +224,7 @@ pub use manager::{
 };
 pub use random::{RandomError, RandomSource, SeededRandom};
 pub use revocation::{EndSession, RevocationError, parse_revocation_response};
+pub use safe_text::{escape, needs_escape};
 pub use scope::Scopes;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,

@@ -182,10 +182,10 @@ pub enum RefreshError {
     Token(TokenError),
     /// The refresh request did not get an answer (connection, timeout). The tokens are kept; try again
     /// (the next attempt re-reads the store first: catalogue E14).
-    #[error("the refresh request failed: {0}")]
+    #[error("the refresh request failed: {}", crate::safe_text::escape(.0))]
     Transport(String),
     /// The new tokens could not be stored. They are kept in memory.
-    #[error("the new tokens could not be stored: {0}")]
+    #[error("the new tokens could not be stored: {}", crate::safe_text::escape(.0))]
     Persist(String),
     /// The ID token of a refresh answer failed a security check (its signature, or a changed `iss`,
     /// `sub` or `aud`: catalogue E4, E11). The tokens of that answer were never used, and the login was

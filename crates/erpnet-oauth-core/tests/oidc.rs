@@ -777,3 +777,37 @@ fn a_kid_of_300_characters_verifies() {
     let token = IdToken::new(f.a.sign(&rs256(odd), &claims()));
     assert!(verify_id_token(&token, &f.client, &keys, &expect, at(T0)).is_ok());
 }
+
+/// Issue 13: what an ID token says (`iss`, `aud`, `azp`, `kid`, `alg`) reaches an error message escaped.
+#[test]
+fn id_token_errors_show_the_tokens_text_escaped() {
+    const HOSTILE: &str = "\x1b[2J\x1b[1;1H  Logged in as root\x1b]0;pwned\x07\u{202e}";
+    let f = fixture();
+    let safe = |e: &IdTokenError| {
+        for shown in [e.to_string(), Error::IdToken(e.clone()).to_string()] {
+            assert!(
+                !shown
+                    .chars()
+                    .any(|c| c.is_control() || ('\u{2066}'..='\u{2069}').contains(&c) || c == '\u{202e}'),
+                "{shown:?}"
+            );
+            assert!(shown.contains(r"\u{1b}[2J"), "{shown:?}");
+        }
+    };
+    safe(&f.check(&with(claims(), "iss", HOSTILE.into())).unwrap_err());
+    safe(&f.check(&with(claims(), "aud", json!([HOSTILE, "x"]))).unwrap_err());
+    safe(&f.check(&with(with(claims(), "aud", json!([CLIENT_ID, "x"])), "azp", HOSTILE.into())).unwrap_err());
+    let expect = IdTokenExpectations::new();
+    let unknown = IdToken::new(f.a.sign(&rs256(HOSTILE), &claims()));
+    safe(&verify_id_token(&unknown, &f.client, &f.keys, &expect, at(T0)).unwrap_err());
+    let forged = IdToken::new(Key::rsa(RSA_B).sign(&rs256(HOSTILE), &claims()));
+    let keys = jwks(&[f.a.jwk(Some(HOSTILE))]);
+    let e = verify_id_token(&forged, &f.client, &keys, &expect, at(T0)).unwrap_err();
+    assert!(matches!(e, IdTokenError::BadSignature { .. }), "{e:?}");
+    safe(&e);
+    let payload = b64(claims().to_string().as_bytes());
+    let header = b64(json!({"alg": format!("\x1b[2J{HOSTILE}")}).to_string().as_bytes());
+    let e = f.verify(&IdToken::new(format!("{header}.{payload}.AA")), None, T0).unwrap_err();
+    assert!(matches!(e, IdTokenError::UnexpectedAlgorithm { .. }), "{e:?}");
+    safe(&e);
+}
