@@ -81,13 +81,24 @@ pub enum BuildError {
     Random(#[from] RandomError),
 }
 
-/// A choice between a generated value (default) and one given by the caller.
-#[derive(Debug, Clone, Default)]
+/// A choice between a generated value (default) and one given by the caller. `Debug` hides a given
+/// value: it is a state or a nonce.
+#[derive(Clone, Default)]
 enum Value {
     #[default]
     Generate,
     Given(String),
     Omit,
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Value::Generate => "Generate",
+            Value::Given(_) => "Given([redacted])",
+            Value::Omit => "Omit",
+        })
+    }
 }
 
 const RESERVED: &[&str] = &[
@@ -106,7 +117,8 @@ const RESERVED: &[&str] = &[
 /// Builds the authorization request of a login (catalogue A).
 ///
 /// Defaults: `response_type=code`, the seed's scopes `openid profile offline_access DomainApi`, a fresh
-/// state, a fresh nonce (when `openid` is asked for) and PKCE S256, all from 32 random bytes.
+/// state, a fresh nonce (when `openid` is asked for) and PKCE S256, all from 32 random bytes. `Debug`
+/// hides a state or nonce given with [`Self::state`] or [`Self::nonce`].
 #[derive(Debug, Clone)]
 pub struct AuthorizationRequest {
     response_type: ResponseType,
@@ -611,7 +623,8 @@ impl PendingLogin {
     }
 }
 
-/// The ID token of a hybrid (`code id_token`) callback, and whether it was verified.
+/// The ID token of a hybrid (`code id_token`) callback, and whether it was verified. `Debug` shows no
+/// secret (the token redacts itself, the claims hide the nonce).
 #[derive(Debug, Clone)]
 pub(crate) enum FrontChannel {
     /// A `code` callback: none.
@@ -622,8 +635,8 @@ pub(crate) enum FrontChannel {
     Verified(Box<IdTokenClaims>),
 }
 
-/// An authorization code ready to be exchanged, once.
-#[derive(Debug)]
+/// An authorization code ready to be exchanged, once. `Debug` shows neither the code, the PKCE verifier
+/// nor the nonce.
 pub struct CodeExchange {
     code: AuthorizationCode,
     pub(crate) front: FrontChannel,
@@ -631,6 +644,16 @@ pub struct CodeExchange {
     redirect_uri: String,
     nonce: Option<String>,
     scopes: Scopes,
+}
+
+impl std::fmt::Debug for CodeExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeExchange")
+            .field("front", &self.front)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CodeExchange {
@@ -672,12 +695,20 @@ impl CodeExchange {
     }
 }
 
-/// A code exchange whose request went out, waiting for its response.
-#[derive(Debug)]
+/// A code exchange whose request went out, waiting for its response. `Debug` hides the nonce.
 pub struct TokenExchange {
     nonce: Option<String>,
     scopes: Scopes,
     front: FrontChannel,
+}
+
+impl std::fmt::Debug for TokenExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchange")
+            .field("scopes", &self.scopes)
+            .field("front", &self.front)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenExchange {
@@ -697,11 +728,20 @@ impl TokenExchange {
 
 /// The token endpoint's answer to a login, not yet checked: its tokens come out only through
 /// [`Login::verify`], once its ID token (and the hybrid flow's front-channel one) passed every check.
-#[derive(Debug)]
+/// `Debug` hides the nonce (the tokens redact themselves).
 pub struct Login {
     tokens: TokenSet,
     nonce: Option<String>,
     front: FrontChannel,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("tokens", &self.tokens)
+            .field("front", &self.front)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A login whose ID token passed verification: the tokens to store, and the user's claims.

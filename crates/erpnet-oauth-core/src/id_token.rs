@@ -31,14 +31,36 @@ pub enum JwtFormatError {
 }
 
 /// The header and claims of a JWT, decoded but not verified: only for comparisons whose outcome
-/// does not grant anything (catalogue E4), or as the first step of verification.
-#[derive(Debug, Clone, PartialEq)]
+/// does not grant anything (catalogue E4), or as the first step of verification. `Debug` hides the
+/// `nonce`.
+#[derive(Clone, PartialEq)]
 pub struct UnverifiedClaims {
     /// The JOSE header.
     pub header: serde_json::Value,
     /// The claims.
     pub value: serde_json::Value,
 }
+
+impl std::fmt::Debug for UnverifiedClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match &self.value {
+            Value::Object(claims) => Value::Object(without_nonce(claims)),
+            other => other.clone(),
+        };
+        f.debug_struct("UnverifiedClaims").field("header", &self.header).field("value", &value).finish()
+    }
+}
+
+/// `claims` with the value of `nonce` replaced, for `Debug`: the nonce is the login's secret.
+fn without_nonce(claims: &Map<String, Value>) -> Map<String, Value> {
+    let mut shown = claims.clone();
+    if let Some(nonce) = shown.get_mut("nonce") {
+        *nonce = Value::String(REDACTED.to_owned());
+    }
+    shown
+}
+
+const REDACTED: &str = "[redacted]";
 
 impl UnverifiedClaims {
     /// Decodes `jwt`'s header and payload.
@@ -222,8 +244,8 @@ pub enum IdTokenError {
     FrontChannelUnverified,
 }
 
-/// The claims of a verified ID token.
-#[derive(Debug, Clone, PartialEq)]
+/// The claims of a verified ID token. `Debug` hides the `nonce`.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct IdTokenClaims {
     /// `iss`: the issuer, equal to the client's expected issuer.
@@ -256,14 +278,48 @@ pub struct IdTokenClaims {
     pub raw: Map<String, Value>,
 }
 
-/// What a particular ID token must match besides the client's issuer, id and keys.
-#[derive(Debug, Clone, Copy, Default)]
+impl std::fmt::Debug for IdTokenClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTokenClaims")
+            .field("iss", &self.iss)
+            .field("sub", &self.sub)
+            .field("aud", &self.aud)
+            .field("azp", &self.azp)
+            .field("exp", &self.exp)
+            .field("iat", &self.iat)
+            .field("nbf", &self.nbf)
+            .field("auth_time", &self.auth_time)
+            .field("nonce", &self.nonce.as_ref().map(|_| REDACTED))
+            .field("sid", &self.sid)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("alg", &self.alg)
+            .field("raw", &without_nonce(&self.raw))
+            .finish()
+    }
+}
+
+/// What a particular ID token must match besides the client's issuer, id and keys. `Debug` hides the
+/// nonce (the token and the code redact themselves).
+#[derive(Clone, Copy, Default)]
 pub struct IdTokenExpectations<'a> {
     nonce: Option<&'a str>,
     access_token: Option<&'a AccessToken>,
     code: Option<&'a AuthorizationCode>,
     require_c_hash: bool,
     server_time: bool,
+}
+
+impl std::fmt::Debug for IdTokenExpectations<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTokenExpectations")
+            .field("nonce", &self.nonce.map(|_| REDACTED))
+            .field("access_token", &self.access_token)
+            .field("code", &self.code)
+            .field("require_c_hash", &self.require_c_hash)
+            .field("server_time", &self.server_time)
+            .finish()
+    }
 }
 
 impl<'a> IdTokenExpectations<'a> {

@@ -373,8 +373,7 @@ fn pair(tokens: &TokenSet) -> StoredPair {
     (tokens.access_token.clone(), tokens.refresh_token.clone())
 }
 
-/// The answer to [`TokenManager::poll_keys`].
-#[derive(Debug)]
+/// The answer to [`TokenManager::poll_keys`]. `Debug` shows a request's method and URI only.
 #[must_use]
 pub enum Keys {
     /// Verify with [`TokenManager::keys`] now.
@@ -383,6 +382,16 @@ pub enum Keys {
     Fetch(http::Request<Vec<u8>>),
     /// Another caller's fetch is under way: wait for the manager to change, then ask again.
     Wait,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keys::Ready => f.write_str("Ready"),
+            Keys::Fetch(request) => write!(f, "Fetch({} {})", request.method(), request.uri()),
+            Keys::Wait => f.write_str("Wait"),
+        }
+    }
 }
 
 impl TokenManager {

@@ -811,3 +811,67 @@ fn id_token_errors_show_the_tokens_text_escaped() {
     assert!(matches!(e, IdTokenError::UnexpectedAlgorithm { .. }), "{e:?}");
     safe(&e);
 }
+
+/// Issue 13: the `Debug` of every value of a login that holds a secret (the client secret, a state, a
+/// nonce, a code, a PKCE verifier, tokens, a request carrying them) shows none of them.
+#[test]
+fn debug_never_shows_a_secret() {
+    let f = fixture();
+    let client = f.client.to_builder().client_secret(ClientSecret::new("client-secret-S1")).build().unwrap();
+    let request = AuthorizationRequest::new().state("state-S2").nonce("nonce-S3");
+    let pending = request.clone().build(&client, &mut SeededRandom::new(5)).unwrap();
+    let mut secrets = vec!["client-secret-S1", "state-S2", "nonce-S3", "code-S4"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    let mut shown = vec![format!("{request:?}"), format!("{client:?}"), format!("{pending:?}")];
+    shown.push(format!("{:?}", IdTokenExpectations::new().nonce(pending.nonce())));
+
+    let exchange = pending.handle_callback(&client, Callback::Query("code=code-S4&state=state-S2")).unwrap();
+    shown.push(format!("{exchange:?}"));
+    let (token_request, waiting) = exchange.into_request(&client);
+    let body = String::from_utf8(token_request.body().clone()).unwrap();
+    let verifier = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "code_verifier")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(body.contains("client-secret-S1") && body.contains("code-S4"), "{body}");
+    secrets.push(verifier);
+    shown.push(format!("{waiting:?}"));
+    shown.push(format!("{:?}", Step::<()>::Send { request: token_request, target: Target::IdentityServer }));
+
+    let id_token = f.token(&with(claims(), "nonce", "nonce-S3".into()));
+    let answer = http::Response::new(
+        json!({"access_token": "access-S5", "token_type": "Bearer", "expires_in": 3600,
+            "refresh_token": "refresh-S6", "id_token": id_token.secret()})
+        .to_string()
+        .into_bytes(),
+    );
+    secrets.extend(["access-S5", "refresh-S6"].map(String::from));
+    secrets.extend(id_token.secret().split('.').map(String::from));
+    let login = waiting.handle_response(&answer, at(T0)).unwrap();
+    shown.push(format!("{login:?}"));
+    shown.push(format!("{:?}", id_token::UnverifiedClaims::decode(&id_token).unwrap()));
+    let verified = login.verify(&client, &f.keys, at(T0)).unwrap();
+    assert_eq!(verified.claims.as_ref().and_then(|c| c.nonce.as_deref()), Some("nonce-S3"));
+    shown.push(format!("{verified:?}"));
+    shown.push(format!("{:?}", Input::Response(answer)));
+    shown.push(format!("{:?}", Step::<()>::SaveStore(verified.tokens.clone())));
+
+    let refresh = verified.tokens.refresh_token.clone().unwrap();
+    shown.push(format!("{:?}", Grant::RefreshToken(&refresh)));
+    shown.push(format!("{:?}", Keys::Fetch(client.token_request(Grant::RefreshToken(&refresh)))));
+    let mut manager = TokenManager::new(client.clone(), Some(verified.tokens), ManagerOptions::default());
+    let mut call = manager.begin_call();
+    assert!(matches!(manager.access_token(&mut call, at(T0 + 7200)), Access::Wait));
+    shown.push(format!("{manager:?}"));
+    shown.push(format!("{:?}", manager.poll_output()));
+    shown.push(format!("{:?}", KeyCache::with_keys(f.keys.clone(), at(T0))));
+
+    for text in &shown {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{secret:?} is shown in {text}");
+        }
+    }
+    assert!(shown.iter().any(|s| s.contains("admin")), "the claims are shown, only not the nonce");
+}
