@@ -478,12 +478,14 @@ pub(crate) fn check_transport(
     }
 }
 
-/// Whether the URL's host is `localhost` or a loopback address.
+/// Whether the URL's host is `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`).
+///
+/// A name under `.localhost` (`api.localhost`) is not: RFC 6761 asks resolvers to answer it with the
+/// loopback address, but it is looked up like any other name, and a resolver that does not (a corporate
+/// DNS, a `hosts` file) may send it anywhere. Plain http to it is refused unless allowed explicitly.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
-        }
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -523,6 +525,7 @@ mod tests {
         assert!(ClientConfig::builder("http://127.0.0.1:8080", "a").build().is_ok());
         assert!(ClientConfig::builder("http://localhost", "a").build().is_ok());
         assert!(ClientConfig::builder("http://[::1]:9", "a").build().is_ok());
+        assert!(ClientConfig::builder("http://LocalHost:8080", "a").build().is_ok());
         assert_eq!(
             ClientConfig::builder("http://demodb.my.erp.net", "a").build().unwrap_err(),
             ConfigError::InsecureHttp { what: "the instance URL", host: "demodb.my.erp.net".into() }
@@ -534,6 +537,28 @@ mod tests {
             ClientConfig::builder("ftp://x", "a").build(),
             Err(ConfigError::UnsupportedScheme { .. })
         ));
+    }
+
+    /// Issue 13: a name under `.localhost` is resolved through DNS, so it is not taken for the loopback
+    /// address: plain http to it needs the explicit permission.
+    #[test]
+    fn a_name_under_localhost_is_not_loopback() {
+        for instance in ["http://erp.localhost:8080", "http://a.b.LOCALHOST", "http://localhost.:8080"] {
+            let url = Url::parse(instance).unwrap();
+            assert!(!is_loopback(&url), "{instance}");
+            assert!(
+                matches!(
+                    ClientConfig::builder(instance, "a").build(),
+                    Err(ConfigError::InsecureHttp { what: "the instance URL", .. })
+                ),
+                "{instance}"
+            );
+            assert!(ClientConfig::builder(instance, "a").allow_insecure_http(true).build().is_ok());
+        }
+        assert!(ClientConfig::builder("https://erp.localhost", "a").build().is_ok(), "https is fine");
+        for loopback in ["http://localhost/", "http://127.0.0.2:1/", "http://[::1]/"] {
+            assert!(is_loopback(&Url::parse(loopback).unwrap()), "{loopback}");
+        }
     }
 
     #[test]
