@@ -5,7 +5,7 @@ use crate::errors::failure;
 use crate::exit::Failure;
 use crate::settings::{self, Settings};
 use erpnet_oauth_core::id_token::UnverifiedClaims;
-use erpnet_oauth_core::{ProviderMetadata, TokenSet};
+use erpnet_oauth_core::{ProviderMetadata, TokenSet, escape};
 use erpnet_oauth_ureq::{FileStore, HttpOptions, Revocation, Session};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, UNIX_EPOCH};
@@ -41,7 +41,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Token => {
             let session = open_session(&Settings::resolve(&cli.global, env)?)?;
             let token = session.access_token().map_err(failure)?;
-            print_line(token.secret())
+            // A usable token is printable ASCII, unchanged by `escape`; a hostile one cannot drive the
+            // terminal (issue 13).
+            print_line(&escape(token.secret()))
         }
         Command::Refresh => {
             let session = open_session(&Settings::resolve(&cli.global, env)?)?;
@@ -186,7 +188,7 @@ fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
             "access_token_expires_at": expires_at,
             "has_refresh_token": has_refresh_token,
         });
-        print_line(&value.to_string())?;
+        print_line(&json_line(&value))?;
         return not_logged_in(settings, tokens.is_none());
     }
     let or_none = |v: Option<&str>| v.unwrap_or("(not set)").to_owned();
@@ -198,8 +200,10 @@ fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
     match &tokens {
         None => lines.push("logged in:     no (run `erpnet-oauth login`)".to_owned()),
         Some(_) => {
-            lines.push(format!("subject:       {}", subject.as_deref().unwrap_or("(unknown: no ID token)")));
-            lines.push(format!("scopes:        {}", scopes.join(" ")));
+            // The subject and the scopes are the server's text (issue 13).
+            let subject = subject.as_deref().map_or("(unknown: no ID token)".into(), escape);
+            lines.push(format!("subject:       {subject}"));
+            lines.push(format!("scopes:        {}", escape(&scopes.join(" "))));
             lines.push(format!(
                 "access token:  {}",
                 match expires_at {
@@ -222,6 +226,23 @@ fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
     }
     print_line(&lines.join("\n"))?;
     not_logged_in(settings, tokens.is_none())
+}
+
+/// `value` as one line of JSON that no terminal obeys: serde_json escapes the C0 controls; the other
+/// characters [`escape`] replaces (DEL, C1, bidi controls, line separators) are written `\uXXXX` too, which
+/// JSON reads as the same string (all are in the Basic Multilingual Plane, and outside strings JSON text
+/// is ASCII).
+fn json_line(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if erpnet_oauth_core::needs_escape(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `status` prints what it knows either way, then exits 3 (login required) when no tokens are held.

@@ -300,7 +300,10 @@ pub fn run(_verbose: bool) -> Result<(), Failure> {
         .map_err(|e| deviation(format!("front-channel ID token rejected: {e}")))?
     {
         Some(claims) => {
-            println!("Front-channel ID token verified (signature, nonce, c_hash): sub={}", claims.sub)
+            println!(
+                "Front-channel ID token verified (signature, nonce, c_hash): sub={}",
+                erpnet_oauth_core::escape(&claims.sub)
+            )
         }
         None => println!("No front-channel ID token."),
     }
@@ -316,7 +319,10 @@ pub fn run(_verbose: bool) -> Result<(), Failure> {
         login.verify(&client, &keys, mock.now()).map_err(|e| deviation(format!("ID token rejected: {e}")))?;
     let sub =
         login.claims.as_ref().map(|c| c.sub.clone()).ok_or_else(|| deviation("no ID token was issued"))?;
-    println!("\nID token verified (signature, iss, aud, exp, nonce, at_hash): logged in as {sub}");
+    println!(
+        "\nID token verified (signature, iss, aud, exp, nonce, at_hash): logged in as {}",
+        erpnet_oauth_core::escape(&sub)
+    );
     let first_refresh =
         login.tokens.refresh_token.clone().ok_or_else(|| deviation("no refresh token was issued"))?;
 

@@ -10,7 +10,7 @@ pub fn failure(error: Error) -> Failure {
         Error::Refresh(RefreshError::LoginRequired(reason)) => Failure::login_required(match reason {
             LoginRequired::Rejected(e) => format!(
                 "the refresh token was rejected ({}): run `erpnet-oauth login` again",
-                e.error
+                erpnet_oauth_core::escape(&e.error)
             ),
             LoginRequired::NoTokens => "not logged in: run `erpnet-oauth login`".to_owned(),
             LoginRequired::NoRefreshToken => {

@@ -47,7 +47,8 @@ impl Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // One line, whatever the message holds.
-        f.write_str(&self.message.replace(['\n', '\r'], " "))
+        // One line, whatever the message holds, and no control or bidi character: a message may quote a
+        // server (issue 13). The core's errors escape it already; this catches every other path.
+        f.write_str(&erpnet_oauth_core::escape(&self.message.replace(['\n', '\r'], " ")))
     }
 }

@@ -105,7 +105,8 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     let subject = login.claims.as_ref().map(|c| c.sub.clone()).unwrap_or_else(|| "(no ID token)".to_owned());
     // Only now, verified and stored, does the browser hear that the login succeeded.
     listener.reply(LoginOutcome::LoggedIn { user: login.claims.as_ref().map(|c| c.sub.as_str()) });
-    eprintln!("Logged in as {subject}");
+    // The subject is the server's text: escaped, it cannot drive the terminal (issue 13).
+    eprintln!("Logged in as {}", erpnet_oauth_core::escape(&subject));
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use crate::challenge::{BearerChallenge, bearer_challenge};
 use crate::error::excerpt;
+use crate::safe_text::escape;
 use std::time::{Duration, SystemTime};
 
 /// An ERP.net Domain API business error: HTTP 500 (or another error status) with
@@ -46,7 +47,7 @@ impl RetryAfter {
     }
 }
 
-/// A Domain API call that did not succeed.
+/// A Domain API call that did not succeed. `Display` shows the server's text escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ApiError {
@@ -57,7 +58,7 @@ pub enum ApiError {
         challenge: Option<BearerChallenge>,
     },
     /// 403: the token lacks a scope (`insufficient_scope`) or the user lacks a right; no refresh helps.
-    #[error("the API forbids this call (HTTP 403{}){}", describe(.challenge), .scope.as_ref().map(|s| format!("; it needs the scope `{s}`")).unwrap_or_default())]
+    #[error("the API forbids this call (HTTP 403{}){}", describe(.challenge), .scope.as_ref().map(|s| format!("; it needs the scope `{}`", escape(s))).unwrap_or_default())]
     Forbidden {
         /// The scope named by an `insufficient_scope` challenge.
         scope: Option<String>,
@@ -71,7 +72,7 @@ pub enum ApiError {
         retry_after: Option<RetryAfter>,
     },
     /// An ERP.net business error (HTTP 500 with `{message, code, type, info}`).
-    #[error("the API reported an error (HTTP {status}): {}", .error.message)]
+    #[error("the API reported an error (HTTP {status}): {}", escape(&.error.message))]
     Business {
         /// The HTTP status.
         status: u16,
@@ -79,7 +80,7 @@ pub enum ApiError {
         error: DomainApiError,
     },
     /// Any other error status.
-    #[error("the API answered HTTP {status} ({content_type}, {length} bytes)")]
+    #[error("the API answered HTTP {status} ({}, {length} bytes)", escape(.content_type))]
     Status {
         /// The HTTP status.
         status: u16,
@@ -93,9 +94,9 @@ pub enum ApiError {
 fn describe(c: &Option<BearerChallenge>) -> String {
     match c {
         Some(BearerChallenge { error: Some(e), error_description: Some(d), .. }) => {
-            format!(": {e}, {}", excerpt(d, 200))
+            format!(": {}, {}", excerpt(e, 100), excerpt(d, 200))
         }
-        Some(BearerChallenge { error: Some(e), .. }) => format!(": {e}"),
+        Some(BearerChallenge { error: Some(e), .. }) => format!(": {}", excerpt(e, 100)),
         _ => String::new(),
     }
 }

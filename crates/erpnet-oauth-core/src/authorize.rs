@@ -7,6 +7,7 @@ use crate::encode::{parse_form, query_string};
 use crate::error::OAuthError;
 use crate::id_token::{IdTokenClaims, IdTokenError};
 use crate::random::{RANDOM_BYTES, RandomError, RandomSource, random_string};
+use crate::safe_text::escape;
 use crate::scope::Scopes;
 use crate::secret::{AuthorizationCode, IdToken, PkceVerifier, constant_time_eq};
 use crate::token::{TokenError, TokenSet, parse_token_response};
@@ -80,13 +81,24 @@ pub enum BuildError {
     Random(#[from] RandomError),
 }
 
-/// A choice between a generated value (default) and one given by the caller.
-#[derive(Debug, Clone, Default)]
+/// A choice between a generated value (default) and one given by the caller. `Debug` hides a given
+/// value: it is a state or a nonce.
+#[derive(Clone, Default)]
 enum Value {
     #[default]
     Generate,
     Given(String),
     Omit,
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Value::Generate => "Generate",
+            Value::Given(_) => "Given([redacted])",
+            Value::Omit => "Omit",
+        })
+    }
 }
 
 const RESERVED: &[&str] = &[
@@ -105,7 +117,8 @@ const RESERVED: &[&str] = &[
 /// Builds the authorization request of a login (catalogue A).
 ///
 /// Defaults: `response_type=code`, the seed's scopes `openid profile offline_access DomainApi`, a fresh
-/// state, a fresh nonce (when `openid` is asked for) and PKCE S256, all from 32 random bytes.
+/// state, a fresh nonce (when `openid` is asked for) and PKCE S256, all from 32 random bytes. `Debug`
+/// hides a state or nonce given with [`Self::state`] or [`Self::nonce`].
 #[derive(Debug, Clone)]
 pub struct AuthorizationRequest {
     response_type: ResponseType,
@@ -460,7 +473,8 @@ pub enum ListenerRequest<'a> {
     },
 }
 
-/// Why a callback was rejected. No token request is produced for a rejected callback.
+/// Why a callback was rejected. No token request is produced for a rejected callback. `Display` shows the
+/// callback's text escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallbackError {
@@ -474,7 +488,7 @@ pub enum CallbackError {
     #[error("the callback has no state")]
     StateMissing,
     /// `iss` names another issuer (catalogue B4, RFC 9207): a mix-up attack.
-    #[error("the callback's issuer `{found}` is not `{expected}`")]
+    #[error("the callback's issuer `{}` is not `{}`", escape(.found), escape(.expected))]
     IssuerMismatch {
         /// The issuer expected.
         expected: String,
@@ -485,7 +499,7 @@ pub enum CallbackError {
     #[error("the callback has no `iss` although the server advertises RFC 9207 issuer identification")]
     IssuerMissing,
     /// A parameter is repeated (catalogue B5).
-    #[error("the callback repeats the parameter `{0}`")]
+    #[error("the callback repeats the parameter `{}`", escape(.0))]
     Repeated(String),
     /// Neither `code` nor `error` (catalogue B5).
     #[error("the callback has neither `code` nor `error`")]
@@ -494,7 +508,7 @@ pub enum CallbackError {
     #[error("the login asked for `code id_token` and the callback has no `id_token`")]
     IdTokenMissing,
     /// The callback URL could not be read.
-    #[error("the callback URL is malformed: {0}")]
+    #[error("the callback URL is malformed: {}", escape(.0))]
     MalformedUrl(String),
 }
 
@@ -560,7 +574,7 @@ impl PendingLogin {
         let mut seen: Vec<&str> = Vec::with_capacity(params.len());
         for (k, _) in &params {
             if seen.contains(&k.as_str()) {
-                return Err(CallbackError::Repeated(k.clone()));
+                return Err(CallbackError::Repeated(crate::error::excerpt(k, 60)));
             }
             seen.push(k);
         }
@@ -609,7 +623,8 @@ impl PendingLogin {
     }
 }
 
-/// The ID token of a hybrid (`code id_token`) callback, and whether it was verified.
+/// The ID token of a hybrid (`code id_token`) callback, and whether it was verified. `Debug` shows no
+/// secret (the token redacts itself, the claims hide the nonce).
 #[derive(Debug, Clone)]
 pub(crate) enum FrontChannel {
     /// A `code` callback: none.
@@ -620,8 +635,8 @@ pub(crate) enum FrontChannel {
     Verified(Box<IdTokenClaims>),
 }
 
-/// An authorization code ready to be exchanged, once.
-#[derive(Debug)]
+/// An authorization code ready to be exchanged, once. `Debug` shows neither the code, the PKCE verifier
+/// nor the nonce.
 pub struct CodeExchange {
     code: AuthorizationCode,
     pub(crate) front: FrontChannel,
@@ -629,6 +644,16 @@ pub struct CodeExchange {
     redirect_uri: String,
     nonce: Option<String>,
     scopes: Scopes,
+}
+
+impl std::fmt::Debug for CodeExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeExchange")
+            .field("front", &self.front)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CodeExchange {
@@ -670,12 +695,20 @@ impl CodeExchange {
     }
 }
 
-/// A code exchange whose request went out, waiting for its response.
-#[derive(Debug)]
+/// A code exchange whose request went out, waiting for its response. `Debug` hides the nonce.
 pub struct TokenExchange {
     nonce: Option<String>,
     scopes: Scopes,
     front: FrontChannel,
+}
+
+impl std::fmt::Debug for TokenExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchange")
+            .field("scopes", &self.scopes)
+            .field("front", &self.front)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenExchange {
@@ -695,11 +728,20 @@ impl TokenExchange {
 
 /// The token endpoint's answer to a login, not yet checked: its tokens come out only through
 /// [`Login::verify`], once its ID token (and the hybrid flow's front-channel one) passed every check.
-#[derive(Debug)]
+/// `Debug` hides the nonce (the tokens redact themselves).
 pub struct Login {
     tokens: TokenSet,
     nonce: Option<String>,
     front: FrontChannel,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("tokens", &self.tokens)
+            .field("front", &self.front)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A login whose ID token passed verification: the tokens to store, and the user's claims.

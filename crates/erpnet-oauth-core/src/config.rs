@@ -1,6 +1,7 @@
 //! Client configuration: the instance, its endpoints, the trusted application and how it authenticates.
 
 use crate::jwks::SigningAlg;
+use crate::safe_text::escape;
 use crate::secret::ClientSecret;
 use std::time::Duration;
 use url::Url;
@@ -8,12 +9,13 @@ use url::Url;
 /// The clock skew allowed by default when checking an ID token's `exp`, `iat` and `nbf`: 60 s.
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
-/// Errors in the configuration, found before anything is sent.
+/// Errors in the configuration, found before anything is sent. URLs may come from a discovery document:
+/// `Display` shows their parts escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A URL could not be parsed.
-    #[error("{what} is not a valid URL: {reason}")]
+    #[error("{what} is not a valid URL: {}", escape(.reason))]
     InvalidUrl {
         /// Which setting.
         what: &'static str,
@@ -21,7 +23,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// The URL is neither `https` nor `http`.
-    #[error("{what} must be an http or https URL, not `{scheme}:`")]
+    #[error("{what} must be an http or https URL, not `{}:`", escape(.scheme))]
     UnsupportedScheme {
         /// Which setting.
         what: &'static str,
@@ -30,8 +32,9 @@ pub enum ConfigError {
     },
     /// Plain `http://` to a host that is not a loopback address (catalogue H4).
     #[error(
-        "{what} uses plain http to `{host}`, which is not a loopback address; tokens would cross the \
-         network unencrypted (allow it explicitly if you must)"
+        "{what} uses plain http to `{}`, which is not a loopback address; tokens would cross the \
+         network unencrypted (allow it explicitly if you must)",
+        escape(.host)
     )]
     InsecureHttp {
         /// Which setting.
@@ -51,7 +54,9 @@ pub enum ConfigError {
     /// An API request is addressed to another origin than the instance's: the access token is not sent
     /// there (it is the instance's credential, and would leak).
     #[error(
-        "the request goes to {origin}, not to the instance ({instance}); the access token is only sent to the instance"
+        "the request goes to {}, not to the instance ({}); the access token is only sent to the instance",
+        escape(.origin),
+        escape(.instance)
     )]
     ForeignOrigin {
         /// The origin the request was addressed to.
@@ -473,12 +478,14 @@ pub(crate) fn check_transport(
     }
 }
 
-/// Whether the URL's host is `localhost` or a loopback address.
+/// Whether the URL's host is `localhost` or a loopback address (`127.0.0.0/8`, `[::1]`).
+///
+/// A name under `.localhost` (`api.localhost`) is not: RFC 6761 asks resolvers to answer it with the
+/// loopback address, but it is looked up like any other name, and a resolver that does not (a corporate
+/// DNS, a `hosts` file) may send it anywhere. Plain http to it is refused unless allowed explicitly.
 pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => {
-            d.eq_ignore_ascii_case("localhost") || d.to_ascii_lowercase().ends_with(".localhost")
-        }
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -518,6 +525,7 @@ mod tests {
         assert!(ClientConfig::builder("http://127.0.0.1:8080", "a").build().is_ok());
         assert!(ClientConfig::builder("http://localhost", "a").build().is_ok());
         assert!(ClientConfig::builder("http://[::1]:9", "a").build().is_ok());
+        assert!(ClientConfig::builder("http://LocalHost:8080", "a").build().is_ok());
         assert_eq!(
             ClientConfig::builder("http://demodb.my.erp.net", "a").build().unwrap_err(),
             ConfigError::InsecureHttp { what: "the instance URL", host: "demodb.my.erp.net".into() }
@@ -529,6 +537,28 @@ mod tests {
             ClientConfig::builder("ftp://x", "a").build(),
             Err(ConfigError::UnsupportedScheme { .. })
         ));
+    }
+
+    /// Issue 13: a name under `.localhost` is resolved through DNS, so it is not taken for the loopback
+    /// address: plain http to it needs the explicit permission.
+    #[test]
+    fn a_name_under_localhost_is_not_loopback() {
+        for instance in ["http://erp.localhost:8080", "http://a.b.LOCALHOST", "http://localhost.:8080"] {
+            let url = Url::parse(instance).unwrap();
+            assert!(!is_loopback(&url), "{instance}");
+            assert!(
+                matches!(
+                    ClientConfig::builder(instance, "a").build(),
+                    Err(ConfigError::InsecureHttp { what: "the instance URL", .. })
+                ),
+                "{instance}"
+            );
+            assert!(ClientConfig::builder(instance, "a").allow_insecure_http(true).build().is_ok());
+        }
+        assert!(ClientConfig::builder("https://erp.localhost", "a").build().is_ok(), "https is fine");
+        for loopback in ["http://localhost/", "http://127.0.0.2:1/", "http://[::1]/"] {
+            assert!(is_loopback(&Url::parse(loopback).unwrap()), "{loopback}");
+        }
     }
 
     #[test]

@@ -8,10 +8,11 @@
 use crate::config::{ClientConfig, ClientConfigBuilder, ConfigError, Endpoints, get_json};
 use crate::error::excerpt;
 use crate::jwks::SigningAlg;
+use crate::safe_text::escape;
 use serde_json::{Map, Value};
 use url::Url;
 
-/// Why a discovery document was refused.
+/// Why a discovery document was refused. `Display` shows the document's text escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiscoveryError {
@@ -30,7 +31,7 @@ pub enum DiscoveryError {
         length: usize,
     },
     /// The body is not a JSON object.
-    #[error("the discovery document is malformed: {reason}")]
+    #[error("the discovery document is malformed: {}", escape(.reason))]
     Malformed {
         /// What was wrong.
         reason: String,
@@ -39,7 +40,7 @@ pub enum DiscoveryError {
     #[error("the discovery document has no `{0}`")]
     MissingField(&'static str),
     /// A member has the wrong type, or is not a valid URL.
-    #[error("the discovery document's `{field}` is invalid: {reason}")]
+    #[error("the discovery document's `{field}` is invalid: {}", escape(.reason))]
     InvalidField {
         /// The member.
         field: &'static str,
@@ -48,7 +49,7 @@ pub enum DiscoveryError {
     },
     /// The document's issuer is not the one expected (catalogue H5): it could be another server's
     /// configuration (a mix-up), and none of it is used.
-    #[error("the discovery document's issuer is `{found}`, expected `{expected}`")]
+    #[error("the discovery document's issuer is `{}`, expected `{}`", escape(.found), escape(.expected))]
     IssuerMismatch {
         /// The issuer expected.
         expected: String,

@@ -1,5 +1,6 @@
 //! Error types shared by several phases.
 
+use crate::safe_text::escape;
 use std::fmt;
 
 /// An OAuth 2.0 error response (RFC 6749 §4.1.2.1 and §5.2): `error`, `error_description`, `error_uri`.
@@ -20,27 +21,33 @@ impl OAuthError {
     }
 }
 
+/// Shows the server's text escaped ([`crate::escape`]): an `error_description` cannot drive the terminal
+/// or forge a log line.
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.error)?;
+        f.write_str(&escape(&self.error))?;
         if let Some(d) = &self.description {
-            write!(f, ": {d}")?;
+            write!(f, ": {}", escape(d))?;
         }
         if let Some(u) = &self.uri {
-            write!(f, " (see {u})")?;
+            write!(f, " (see {})", escape(u))?;
         }
         Ok(())
     }
 }
 
-/// Shortens text that came off the wire before it goes into an error message.
+/// Text that came off the wire, made fit for an error message: shortened to `max` characters, then
+/// escaped ([`crate::escape`]).
 pub(crate) fn excerpt(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max).collect();
-    out.push('…');
-    out
+    let shown = match s.char_indices().nth(max) {
+        None => escape(s),
+        Some((end, _)) => {
+            let mut cut = escape(s.get(..end).unwrap_or_default()).into_owned();
+            cut.push('…');
+            return cut;
+        }
+    };
+    shown.into_owned()
 }
 
 /// Everything that can go wrong in a login's lifecycle: the one error type of the core's operations
@@ -50,7 +57,9 @@ pub(crate) fn excerpt(s: &str, max: usize) -> String {
 /// described here too, adapter-neutral: each adapter maps its HTTP client's errors onto [`Error::Dns`],
 /// [`Error::Connect`], [`Error::Tls`], [`Error::Timeout`], [`Error::BodyTooLarge`], [`Error::Io`] and
 /// [`Error::Http`], so that [`Error::is_retryable`] and [`Error::is_login_required`] are decided once, here.
-/// No variant carries a token or a secret.
+/// No variant carries a token or a secret, and `Display` shows text from a server (or an HTTP client's
+/// message about it) only escaped ([`crate::escape`]): the message is safe to print on a terminal or in a
+/// log line.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -89,16 +98,16 @@ pub enum Error {
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
     /// The host name could not be resolved.
-    #[error("the host name could not be resolved: {0}")]
+    #[error("the host name could not be resolved: {}", escape(.0))]
     Dns(String),
     /// No connection could be made (refused, unreachable).
-    #[error("the connection failed: {0}")]
+    #[error("the connection failed: {}", escape(.0))]
     Connect(String),
     /// The TLS handshake or certificate check failed.
-    #[error("TLS failed: {0}")]
+    #[error("TLS failed: {}", escape(.0))]
     Tls(String),
     /// The request did not complete in time (see [`crate::HttpOptions::timeout`]).
-    #[error("the request timed out ({0})")]
+    #[error("the request timed out ({})", escape(.0))]
     Timeout(String),
     /// The response body was larger than the limit for its kind of request.
     #[error("the response body exceeds the limit of {limit} bytes")]
@@ -107,10 +116,10 @@ pub enum Error {
         limit: u64,
     },
     /// An I/O error on the connection (reset, closed early, ...).
-    #[error("I/O error during the request: {0}")]
+    #[error("I/O error during the request: {}", escape(.0))]
     Io(String),
     /// Another failure of the HTTP client (malformed response, bad URL, ...).
-    #[error("HTTP client error: {0}")]
+    #[error("HTTP client error: {}", escape(.0))]
     Http(String),
     /// The token store failed (read, write, lock, or a corrupt file).
     #[error(transparent)]
@@ -119,7 +128,7 @@ pub enum Error {
     #[error(transparent)]
     Random(#[from] crate::random::RandomError),
     /// The redirect listener could not be used (bind, non-loopback redirect URI, ...).
-    #[error("the redirect listener failed: {0}")]
+    #[error("the redirect listener failed: {}", escape(.0))]
     Listener(String),
     /// No callback arrived at the redirect listener in time.
     #[error("no login callback arrived within {0:?}")]
@@ -128,7 +137,7 @@ pub enum Error {
     #[error("waiting for the login callback was cancelled")]
     Cancelled,
     /// A task of the adapter's (a refresh, a store operation) ended before it finished.
-    #[error("a background task failed: {0}")]
+    #[error("a background task failed: {}", escape(.0))]
     Task(String),
 }
 

@@ -9,6 +9,7 @@ use crate::authorize::CodeExchange;
 use crate::config::ClientConfig;
 use crate::error::excerpt;
 use crate::jwks::{JwkSet, Selection, SigningAlg};
+use crate::safe_text::escape;
 use crate::secret::{AccessToken, AuthorizationCode, IdToken, constant_time_eq};
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -30,14 +31,36 @@ pub enum JwtFormatError {
 }
 
 /// The header and claims of a JWT, decoded but not verified: only for comparisons whose outcome
-/// does not grant anything (catalogue E4), or as the first step of verification.
-#[derive(Debug, Clone, PartialEq)]
+/// does not grant anything (catalogue E4), or as the first step of verification. `Debug` hides the
+/// `nonce`.
+#[derive(Clone, PartialEq)]
 pub struct UnverifiedClaims {
     /// The JOSE header.
     pub header: serde_json::Value,
     /// The claims.
     pub value: serde_json::Value,
 }
+
+impl std::fmt::Debug for UnverifiedClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = match &self.value {
+            Value::Object(claims) => Value::Object(without_nonce(claims)),
+            other => other.clone(),
+        };
+        f.debug_struct("UnverifiedClaims").field("header", &self.header).field("value", &value).finish()
+    }
+}
+
+/// `claims` with the value of `nonce` replaced, for `Debug`: the nonce is the login's secret.
+fn without_nonce(claims: &Map<String, Value>) -> Map<String, Value> {
+    let mut shown = claims.clone();
+    if let Some(nonce) = shown.get_mut("nonce") {
+        *nonce = Value::String(REDACTED.to_owned());
+    }
+    shown
+}
+
+const REDACTED: &str = "[redacted]";
 
 impl UnverifiedClaims {
     /// Decodes `jwt`'s header and payload.
@@ -77,7 +100,8 @@ fn json_segment(segment: &str, what: &'static str) -> Result<serde_json::Value, 
 // ---------------------------------------------------------------------------------------------------------
 
 /// Why an ID token was rejected. Names the claim or header member at fault; never contains the token,
-/// and never the nonce.
+/// and never the nonce. `Display` shows the token's text (`alg`, `kid`, `iss`, `aud`, `azp`) shortened and
+/// escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdTokenError {
@@ -94,7 +118,7 @@ pub enum IdTokenError {
     #[error("the ID token is unsigned (`alg: none`)")]
     Unsigned,
     /// An algorithm other than those accepted, e.g. `HS256` signed with the client secret (catalogue D2).
-    #[error("the ID token is signed with `{alg}`, which is not accepted (accepted: {accepted})")]
+    #[error("the ID token is signed with `{}`, which is not accepted (accepted: {accepted})", escape(.alg))]
     UnexpectedAlgorithm {
         /// The header's `alg`.
         alg: String,
@@ -105,13 +129,13 @@ pub enum IdTokenError {
     #[error("the ID token's header has critical extensions (`crit`) this client does not understand")]
     CriticalHeader,
     /// No key in the JWKS has the token's `kid`, after the one allowed refetch (catalogue D7).
-    #[error("no key in the issuer's key set has the ID token's kid `{kid}`")]
+    #[error("no key in the issuer's key set has the ID token's kid `{}`", escape(.kid))]
     UnknownKey {
         /// The header's `kid`.
         kid: String,
     },
     /// The key named by `kid` cannot verify the token's algorithm.
-    #[error("the key `{kid}` cannot verify an ID token signed with {alg}")]
+    #[error("the key `{}` cannot verify an ID token signed with {alg}", escape(.kid))]
     KeyMismatch {
         /// The header's `kid`.
         kid: String,
@@ -125,7 +149,7 @@ pub enum IdTokenError {
         alg: SigningAlg,
     },
     /// The signature does not verify (catalogue D1).
-    #[error("the ID token's signature is invalid{}", .kid.as_ref().map(|k| format!(" (key `{k}`)")).unwrap_or_default())]
+    #[error("the ID token's signature is invalid{}", .kid.as_ref().map(|k| format!(" (key `{}`)", escape(k))).unwrap_or_default())]
     BadSignature {
         /// The header's `kid`, when present.
         kid: Option<String>,
@@ -142,7 +166,7 @@ pub enum IdTokenError {
         reason: &'static str,
     },
     /// `iss` is not the expected issuer (catalogue D3).
-    #[error("the ID token's `iss` is `{found}`, expected `{expected}`")]
+    #[error("the ID token's `iss` is `{}`, expected `{}`", escape(.found), escape(.expected))]
     IssuerMismatch {
         /// The issuer expected.
         expected: String,
@@ -150,7 +174,7 @@ pub enum IdTokenError {
         found: String,
     },
     /// `aud` does not contain the client id (catalogue D3).
-    #[error("the ID token's `aud` ({}) does not contain the client id `{client_id}`", .found.join(", "))]
+    #[error("the ID token's `aud` ({}) does not contain the client id `{}`", escape(&.found.join(", ")), escape(.client_id))]
     AudienceMismatch {
         /// This client's id.
         client_id: String,
@@ -161,7 +185,7 @@ pub enum IdTokenError {
     #[error("the ID token has several audiences and no `azp` claim")]
     AzpMissing,
     /// `azp` is not the client id (catalogue D3).
-    #[error("the ID token's `azp` is `{found}`, not this client's id")]
+    #[error("the ID token's `azp` is `{}`, not this client's id", escape(.found))]
     AzpMismatch {
         /// The `azp` found.
         found: String,
@@ -220,8 +244,8 @@ pub enum IdTokenError {
     FrontChannelUnverified,
 }
 
-/// The claims of a verified ID token.
-#[derive(Debug, Clone, PartialEq)]
+/// The claims of a verified ID token. `Debug` hides the `nonce`.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct IdTokenClaims {
     /// `iss`: the issuer, equal to the client's expected issuer.
@@ -254,14 +278,48 @@ pub struct IdTokenClaims {
     pub raw: Map<String, Value>,
 }
 
-/// What a particular ID token must match besides the client's issuer, id and keys.
-#[derive(Debug, Clone, Copy, Default)]
+impl std::fmt::Debug for IdTokenClaims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTokenClaims")
+            .field("iss", &self.iss)
+            .field("sub", &self.sub)
+            .field("aud", &self.aud)
+            .field("azp", &self.azp)
+            .field("exp", &self.exp)
+            .field("iat", &self.iat)
+            .field("nbf", &self.nbf)
+            .field("auth_time", &self.auth_time)
+            .field("nonce", &self.nonce.as_ref().map(|_| REDACTED))
+            .field("sid", &self.sid)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("alg", &self.alg)
+            .field("raw", &without_nonce(&self.raw))
+            .finish()
+    }
+}
+
+/// What a particular ID token must match besides the client's issuer, id and keys. `Debug` hides the
+/// nonce (the token and the code redact themselves).
+#[derive(Clone, Copy, Default)]
 pub struct IdTokenExpectations<'a> {
     nonce: Option<&'a str>,
     access_token: Option<&'a AccessToken>,
     code: Option<&'a AuthorizationCode>,
     require_c_hash: bool,
     server_time: bool,
+}
+
+impl std::fmt::Debug for IdTokenExpectations<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTokenExpectations")
+            .field("nonce", &self.nonce.map(|_| REDACTED))
+            .field("access_token", &self.access_token)
+            .field("code", &self.code)
+            .field("require_c_hash", &self.require_c_hash)
+            .field("server_time", &self.server_time)
+            .finish()
+    }
 }
 
 impl<'a> IdTokenExpectations<'a> {

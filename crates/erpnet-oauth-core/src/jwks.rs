@@ -10,6 +10,7 @@
 
 use crate::config::{ClientConfig, ConfigError, get_json};
 use crate::error::excerpt;
+use crate::safe_text::escape;
 use crate::secret::IdToken;
 use base64::Engine as _;
 use std::fmt;
@@ -92,9 +93,9 @@ impl fmt::Debug for Jwk {
 /// A key of a JWKS that was set aside, and why (catalogue D8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredKey {
-    /// Its `kid`, if it had one.
+    /// Its `kid`, if it had one, as received: escape it ([`crate::escape`]) before showing it.
     pub kid: Option<String>,
-    /// Why it cannot be used.
+    /// Why it cannot be used (the server's text in it is shortened and escaped).
     pub reason: String,
 }
 
@@ -134,7 +135,9 @@ impl Jwk {
 
     /// Reads one member of a JWKS's `keys` array. `Err` says why the key cannot be used.
     pub fn from_json(value: &serde_json::Value) -> Result<Jwk, IgnoredKey> {
-        let kid = value.get("kid").and_then(|k| k.as_str()).map(|k| excerpt(k, 200));
+        // The kid is kept whole: a token names its key by the exact string (shortened, it would never
+        // match). Messages shorten and escape it.
+        let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
         let ignore = |reason: String| IgnoredKey { kid: kid.clone(), reason };
         let Some(obj) = value.as_object() else {
             return Err(ignore("a key must be a JSON object".to_owned()));
@@ -273,7 +276,7 @@ pub enum JwksError {
         length: usize,
     },
     /// Not a JSON object with a `keys` array.
-    #[error("the JWKS is malformed: {reason}")]
+    #[error("the JWKS is malformed: {}", escape(.reason))]
     Malformed {
         /// What was wrong.
         reason: String,

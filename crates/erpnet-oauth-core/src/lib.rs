@@ -43,6 +43,18 @@
 //!   [`Step`]s ask.
 //! - Reading access tokens: they are opaque to the client (catalogue C7).
 //!
+//! # Text from servers
+//!
+//! Errors show what a server sent (an `error_description`, an issuer, a `kid`) escaped by [`escape`]: no
+//! control character or bidi override reaches a terminal or a log line through their `Display`. Claims
+//! handed out as data ([`IdTokenClaims::sub`], ...) are as received: escape them before printing them.
+//!
+//! # Features
+//!
+//! - `test-util` (off by default): `random::SeededRandom`, a deterministic
+//!   [`RandomSource`] for tests and fixtures. **Never in production**: the states, nonces and PKCE
+//!   verifiers it gives are predictable. Enable it in `[dev-dependencies]` only.
+//!
 //! # The whole flow
 //!
 //! ```
@@ -55,9 +67,16 @@
 //!     .build()?;
 //! let now = UNIX_EPOCH + Duration::from_secs(1_655_057_724);
 //!
-//! // 1. Send the browser to the authorize URL.
-//! let mut rng = SeededRandom::new(1); // adapters use the OS random source
-//! let pending = AuthorizationRequest::new().scope("offline_access DomainApi").build(&client, &mut rng)?;
+//! // 1. Send the browser to the authorize URL. State, nonce and PKCE verifier come from the caller's random
+//! //    source: the adapters use the OS one. (Fixed bytes are for this example only.)
+//! struct Fixed;
+//! impl RandomSource for Fixed {
+//!     fn fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
+//!         dest.fill(7);
+//!         Ok(())
+//!     }
+//! }
+//! let pending = AuthorizationRequest::new().scope("offline_access DomainApi").build(&client, &mut Fixed)?;
 //! assert!(pending.authorize_url().starts_with(
 //!     "https://demodb.my.erp.net/id/connect/authorize?client_id=my.trusted.app%2Ffirst&"));
 //!
@@ -191,6 +210,7 @@ pub mod manager;
 mod pkce;
 pub mod random;
 pub mod revocation;
+pub mod safe_text;
 pub mod scope;
 pub mod secret;
 pub mod store;
@@ -219,8 +239,11 @@ pub use manager::{
     Access, ApiCall, ApiOutcome, Keys, LoginRequired, ManagerOptions, Output, RefreshError, RefreshId,
     Reloaded, Renewal, TokenManager,
 };
-pub use random::{RandomError, RandomSource, SeededRandom};
+#[cfg(any(test, feature = "test-util"))]
+pub use random::SeededRandom;
+pub use random::{RandomError, RandomSource};
 pub use revocation::{EndSession, RevocationError, parse_revocation_response};
+pub use safe_text::{escape, needs_escape};
 pub use scope::Scopes;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,

@@ -117,8 +117,8 @@ impl<T> fmt::Debug for Step<T> {
     }
 }
 
-/// The result of the last [`Step`], fed to [`Operation::step`].
-#[derive(Debug)]
+/// The result of the last [`Step`], fed to [`Operation::step`]. `Debug` shows a response's status and
+/// length only: its body may hold tokens.
 pub enum Input {
     /// The answer to [`Step::Send`] (any status).
     Response(http::Response<Vec<u8>>),
@@ -136,6 +136,21 @@ pub enum Input {
     Unlocked,
     /// The result of the renewal of [`Step::Renew`].
     Renewed(Result<(), Error>),
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Response(r) => write!(f, "Response({}, {} bytes)", r.status(), r.body().len()),
+            Input::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+            Input::Locked(r) => f.debug_tuple("Locked").field(r).finish(),
+            Input::Loaded(r) => f.debug_tuple("Loaded").field(r).finish(),
+            Input::Saved(r) => f.debug_tuple("Saved").field(r).finish(),
+            Input::Cleared(r) => f.debug_tuple("Cleared").field(r).finish(),
+            Input::Unlocked => f.write_str("Unlocked"),
+            Input::Renewed(r) => f.debug_tuple("Renewed").field(r).finish(),
+        }
+    }
 }
 
 /// One operation of a login's lifecycle, as a machine: see the [module docs](self) for the loop that

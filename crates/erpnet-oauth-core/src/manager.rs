@@ -182,10 +182,10 @@ pub enum RefreshError {
     Token(TokenError),
     /// The refresh request did not get an answer (connection, timeout). The tokens are kept; try again
     /// (the next attempt re-reads the store first: catalogue E14).
-    #[error("the refresh request failed: {0}")]
+    #[error("the refresh request failed: {}", crate::safe_text::escape(.0))]
     Transport(String),
     /// The new tokens could not be stored. They are kept in memory.
-    #[error("the new tokens could not be stored: {0}")]
+    #[error("the new tokens could not be stored: {}", crate::safe_text::escape(.0))]
     Persist(String),
     /// The ID token of a refresh answer failed a security check (its signature, or a changed `iss`,
     /// `sub` or `aud`: catalogue E4, E11). The tokens of that answer were never used, and the login was
@@ -373,8 +373,7 @@ fn pair(tokens: &TokenSet) -> StoredPair {
     (tokens.access_token.clone(), tokens.refresh_token.clone())
 }
 
-/// The answer to [`TokenManager::poll_keys`].
-#[derive(Debug)]
+/// The answer to [`TokenManager::poll_keys`]. `Debug` shows a request's method and URI only.
 #[must_use]
 #[allow(clippy::large_enum_variant)] // returned and matched at once, like `Output`
 pub enum Keys {
@@ -384,6 +383,16 @@ pub enum Keys {
     Fetch(http::Request<Vec<u8>>),
     /// Another caller's fetch is under way: wait for the manager to change, then ask again.
     Wait,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Keys::Ready => f.write_str("Ready"),
+            Keys::Fetch(request) => write!(f, "Fetch({} {})", request.method(), request.uri()),
+            Keys::Wait => f.write_str("Wait"),
+        }
+    }
 }
 
 impl TokenManager {

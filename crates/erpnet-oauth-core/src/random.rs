@@ -31,13 +31,18 @@ pub(crate) fn random_string(rng: &mut dyn RandomSource) -> Result<String, Random
 }
 
 /// A deterministic [`RandomSource`] for tests and fixtures: a counter-driven SHA-256 stream from a seed.
-/// Never use it for real logins.
+///
+/// **Never in production**: every state, nonce and PKCE verifier it gives is predictable by anyone who
+/// knows the seed. It exists only with the `test-util` feature, which is off by default and meant for
+/// `[dev-dependencies]`.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Clone)]
 pub struct SeededRandom {
     seed: [u8; 32],
     counter: u64,
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl SeededRandom {
     /// A stream determined by `seed`.
     pub fn new(seed: u64) -> Self {
@@ -47,6 +52,7 @@ impl SeededRandom {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl RandomSource for SeededRandom {
     fn fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), RandomError> {
         use sha2::Digest as _;

@@ -3,12 +3,13 @@
 
 use crate::config::{AuthMethod, ClientConfig};
 use crate::error::{OAuthError, excerpt};
+use crate::safe_text::escape;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// What went wrong at the token endpoint.
+/// What went wrong at the token endpoint. `Display` shows the server's text escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
@@ -22,7 +23,8 @@ pub enum TokenError {
     },
     /// The server answered with an error status and a body that is not an OAuth error (HTML, empty...).
     #[error(
-        "the token endpoint answered HTTP {status} ({content_type}, {length} bytes) without an OAuth error"
+        "the token endpoint answered HTTP {status} ({}, {length} bytes) without an OAuth error",
+        escape(.content_type)
     )]
     Http {
         /// The HTTP status.
@@ -41,22 +43,22 @@ pub enum TokenError {
         status: u16,
     },
     /// A success status with a body that is not a token response.
-    #[error("the token response is malformed: {reason}")]
+    #[error("the token response is malformed: {}", escape(.reason))]
     Malformed {
         /// What was wrong.
         reason: String,
     },
     /// `token_type` is not `Bearer`.
-    #[error("the token type `{0}` is not supported (only Bearer is)")]
+    #[error("the token type `{}` is not supported (only Bearer is)", escape(.0))]
     UnsupportedTokenType(String),
     /// `expires_in` is not a positive whole number of seconds.
-    #[error("expires_in must be a positive number of seconds, got {0}")]
+    #[error("expires_in must be a positive number of seconds, got {}", escape(.0))]
     InvalidExpiresIn(String),
     /// `openid` was requested but no `id_token` came back (catalogue C3).
     #[error("the scope `openid` was requested but the token response has no id_token")]
     MissingIdToken,
     /// The ID token could not be read.
-    #[error("the ID token is malformed: {0}")]
+    #[error("the ID token is malformed: {}", escape(.0))]
     MalformedIdToken(String),
 }
 

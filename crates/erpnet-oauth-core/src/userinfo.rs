@@ -5,10 +5,11 @@
 use crate::challenge::{BearerChallenge, bearer_challenge};
 use crate::config::{ClientConfig, ConfigError, get_json};
 use crate::error::excerpt;
+use crate::safe_text::escape;
 use crate::secret::{AccessToken, ReferenceToken};
 use serde_json::{Map, Value};
 
-/// Why a UserInfo answer was refused.
+/// Why a UserInfo answer was refused. `Display` shows the server's text escaped ([`crate::escape`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum UserInfoError {
@@ -36,13 +37,13 @@ pub enum UserInfoError {
     #[error("the userinfo answer is a JWT (application/jwt), which this client does not accept")]
     SignedResponse,
     /// The body is not a JSON object with a string `sub`.
-    #[error("the userinfo answer is malformed: {reason}")]
+    #[error("the userinfo answer is malformed: {}", escape(.reason))]
     Malformed {
         /// What was wrong.
         reason: String,
     },
     /// `sub` is not the ID token's.
-    #[error("the userinfo answer is about `{found}`, not the user who logged in (`{expected}`)")]
+    #[error("the userinfo answer is about `{}`, not the user who logged in (`{}`)", escape(.found), escape(.expected))]
     SubjectMismatch {
         /// The ID token's `sub`.
         expected: String,

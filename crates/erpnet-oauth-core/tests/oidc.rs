@@ -745,3 +745,133 @@ fn userinfo_sub_must_match_the_id_token() {
         Err(UserInfoError::SubjectMismatch { .. })
     ));
 }
+
+/// Issue 13: a `kid` is compared whole, however long. Shortened when the JWKS was read, a kid over 200
+/// characters never matched its token's, and the key could not be used.
+#[test]
+fn a_kid_of_300_characters_verifies() {
+    let f = fixture();
+    let kid: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let keys = jwks(&[f.a.jwk(Some(&kid))]);
+    assert_eq!(keys.keys()[0].kid(), Some(kid.as_str()), "stored whole");
+    assert!(keys.find(&kid).is_some());
+    let token = IdToken::new(f.a.sign(&rs256(&kid), &claims()));
+    let expect = IdTokenExpectations::new().nonce(Some("n1"));
+    let verified = verify_id_token(&token, &f.client, &keys, &expect, at(T0)).unwrap();
+    assert_eq!(verified.sub, "admin");
+    // Known: the cache asks for no refetch.
+    let mut cache = KeyCache::with_keys(keys.clone(), at(T0 - 3600));
+    assert!(cache.poll_fetch(&f.client, &token, at(T0)).is_none());
+
+    // Another kid sharing the first 250 characters is another key: unknown, and named shortened.
+    let mut other = kid.clone();
+    other.replace_range(250..251, "Z");
+    let token = IdToken::new(f.a.sign(&rs256(&other), &claims()));
+    let e = verify_id_token(&token, &f.client, &keys, &expect, at(T0)).unwrap_err();
+    let IdTokenError::UnknownKey { kid: named } = &e else { panic!("{e:?}") };
+    assert_eq!(named.chars().count(), 201, "200 characters and an ellipsis");
+    assert!(e.to_string().len() < 300, "{e}");
+    // A key under a kid with control characters is found by that exact kid.
+    let odd = "k\x1b[2J\u{202e}";
+    let keys = jwks(&[f.a.jwk(Some(odd))]);
+    let token = IdToken::new(f.a.sign(&rs256(odd), &claims()));
+    assert!(verify_id_token(&token, &f.client, &keys, &expect, at(T0)).is_ok());
+}
+
+/// Issue 13: what an ID token says (`iss`, `aud`, `azp`, `kid`, `alg`) reaches an error message escaped.
+#[test]
+fn id_token_errors_show_the_tokens_text_escaped() {
+    const HOSTILE: &str = "\x1b[2J\x1b[1;1H  Logged in as root\x1b]0;pwned\x07\u{202e}";
+    let f = fixture();
+    let safe = |e: &IdTokenError| {
+        for shown in [e.to_string(), Error::IdToken(e.clone()).to_string()] {
+            assert!(
+                !shown
+                    .chars()
+                    .any(|c| c.is_control() || ('\u{2066}'..='\u{2069}').contains(&c) || c == '\u{202e}'),
+                "{shown:?}"
+            );
+            assert!(shown.contains(r"\u{1b}[2J"), "{shown:?}");
+        }
+    };
+    safe(&f.check(&with(claims(), "iss", HOSTILE.into())).unwrap_err());
+    safe(&f.check(&with(claims(), "aud", json!([HOSTILE, "x"]))).unwrap_err());
+    safe(&f.check(&with(with(claims(), "aud", json!([CLIENT_ID, "x"])), "azp", HOSTILE.into())).unwrap_err());
+    let expect = IdTokenExpectations::new();
+    let unknown = IdToken::new(f.a.sign(&rs256(HOSTILE), &claims()));
+    safe(&verify_id_token(&unknown, &f.client, &f.keys, &expect, at(T0)).unwrap_err());
+    let forged = IdToken::new(Key::rsa(RSA_B).sign(&rs256(HOSTILE), &claims()));
+    let keys = jwks(&[f.a.jwk(Some(HOSTILE))]);
+    let e = verify_id_token(&forged, &f.client, &keys, &expect, at(T0)).unwrap_err();
+    assert!(matches!(e, IdTokenError::BadSignature { .. }), "{e:?}");
+    safe(&e);
+    let payload = b64(claims().to_string().as_bytes());
+    let header = b64(json!({"alg": format!("\x1b[2J{HOSTILE}")}).to_string().as_bytes());
+    let e = f.verify(&IdToken::new(format!("{header}.{payload}.AA")), None, T0).unwrap_err();
+    assert!(matches!(e, IdTokenError::UnexpectedAlgorithm { .. }), "{e:?}");
+    safe(&e);
+}
+
+/// Issue 13: the `Debug` of every value of a login that holds a secret (the client secret, a state, a
+/// nonce, a code, a PKCE verifier, tokens, a request carrying them) shows none of them.
+#[test]
+fn debug_never_shows_a_secret() {
+    let f = fixture();
+    let client = f.client.to_builder().client_secret(ClientSecret::new("client-secret-S1")).build().unwrap();
+    let request = AuthorizationRequest::new().state("state-S2").nonce("nonce-S3");
+    let pending = request.clone().build(&client, &mut SeededRandom::new(5)).unwrap();
+    let mut secrets = vec!["client-secret-S1", "state-S2", "nonce-S3", "code-S4"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    let mut shown = vec![format!("{request:?}"), format!("{client:?}"), format!("{pending:?}")];
+    shown.push(format!("{:?}", IdTokenExpectations::new().nonce(pending.nonce())));
+
+    let exchange = pending.handle_callback(&client, Callback::Query("code=code-S4&state=state-S2")).unwrap();
+    shown.push(format!("{exchange:?}"));
+    let (token_request, waiting) = exchange.into_request(&client);
+    let body = String::from_utf8(token_request.body().clone()).unwrap();
+    let verifier = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "code_verifier")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(body.contains("client-secret-S1") && body.contains("code-S4"), "{body}");
+    secrets.push(verifier);
+    shown.push(format!("{waiting:?}"));
+    shown.push(format!("{:?}", Step::<()>::Send { request: token_request, target: Target::IdentityServer }));
+
+    let id_token = f.token(&with(claims(), "nonce", "nonce-S3".into()));
+    let answer = http::Response::new(
+        json!({"access_token": "access-S5", "token_type": "Bearer", "expires_in": 3600,
+            "refresh_token": "refresh-S6", "id_token": id_token.secret()})
+        .to_string()
+        .into_bytes(),
+    );
+    secrets.extend(["access-S5", "refresh-S6"].map(String::from));
+    secrets.extend(id_token.secret().split('.').map(String::from));
+    let login = waiting.handle_response(&answer, at(T0)).unwrap();
+    shown.push(format!("{login:?}"));
+    shown.push(format!("{:?}", id_token::UnverifiedClaims::decode(&id_token).unwrap()));
+    let verified = login.verify(&client, &f.keys, at(T0)).unwrap();
+    assert_eq!(verified.claims.as_ref().and_then(|c| c.nonce.as_deref()), Some("nonce-S3"));
+    shown.push(format!("{verified:?}"));
+    shown.push(format!("{:?}", Input::Response(answer)));
+    shown.push(format!("{:?}", Step::<()>::SaveStore(verified.tokens.clone())));
+
+    let refresh = verified.tokens.refresh_token.clone().unwrap();
+    shown.push(format!("{:?}", Grant::RefreshToken(&refresh)));
+    shown.push(format!("{:?}", Keys::Fetch(client.token_request(Grant::RefreshToken(&refresh)))));
+    let mut manager = TokenManager::new(client.clone(), Some(verified.tokens), ManagerOptions::default());
+    let mut call = manager.begin_call();
+    assert!(matches!(manager.access_token(&mut call, at(T0 + 7200)), Access::Wait));
+    shown.push(format!("{manager:?}"));
+    shown.push(format!("{:?}", manager.poll_output()));
+    shown.push(format!("{:?}", KeyCache::with_keys(f.keys.clone(), at(T0))));
+
+    for text in &shown {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{secret:?} is shown in {text}");
+        }
+    }
+    assert!(shown.iter().any(|s| s.contains("admin")), "the claims are shown, only not the nonce");
+}
