@@ -6,7 +6,7 @@ use crate::exit::Failure;
 use crate::settings::{self, Settings};
 use erpnet_oauth_core::id_token::UnverifiedClaims;
 use erpnet_oauth_core::{ProviderMetadata, TokenSet, escape};
-use erpnet_oauth_ureq::{FileStore, HttpOptions, Revocation, Session};
+use erpnet_oauth_ureq::{Error, FileStore, HttpOptions, Revocation, Session};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -73,7 +73,8 @@ fn http_options(settings: &Settings) -> HttpOptions {
 
 /// The session of the profile, on its file store. Fails with "login required" when nothing is stored.
 pub fn open_session(settings: &Settings) -> Result<Session, Failure> {
-    if settings.saved.is_none() && !settings.token_path().exists() {
+    // A link counts as there (and is refused when read), even one that leads nowhere.
+    if settings.saved.is_none() && std::fs::symlink_metadata(settings.token_path()).is_err() {
         return Err(Failure::login_required(format!(
             "not logged in (profile `{}`): run `erpnet-oauth login`",
             settings.profile
@@ -82,11 +83,16 @@ pub fn open_session(settings: &Settings) -> Result<Session, Failure> {
     settings.check_saved_matches()?;
     let discovery = settings.saved_discovery();
     let client = settings.client(discovery.as_ref(), false)?;
-    let session = Session::builder(client)
-        .store(FileStore::new(settings.token_path()))
+    // Bound to this client: tokens issued to another instance or client are refused here, before any
+    // request, whatever the flags say.
+    let session = Session::builder(client.clone())
+        .store(settings.token_store(&client))
         .http_options(http_options(settings))
         .build()
-        .map_err(failure)?;
+        .map_err(|e| match &e {
+            Error::Store(store) => settings.store_failure(store).unwrap_or_else(|| failure(e)),
+            _ => failure(e),
+        })?;
     if !session.is_logged_in() {
         return Err(Failure::login_required(format!(
             "not logged in (profile `{}`): run `erpnet-oauth login`",
@@ -162,8 +168,12 @@ fn call(
 }
 
 fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
-    let store = FileStore::new(settings.token_path());
-    let tokens = store.load().map_err(|e| failure(e.into()))?;
+    // Tokens of another instance or client than the one given are refused, not shown as this login's.
+    let mut store = FileStore::new(settings.token_path());
+    if let Some(issued_to) = settings.issued_to() {
+        store = store.bound_to(issued_to);
+    }
+    let tokens = store.load().map_err(|e| settings.store_failure(&e).unwrap_or_else(|| failure(e.into())))?;
     let subject = tokens
         .as_ref()
         .and_then(|t| t.id_token.as_ref())

@@ -2,7 +2,7 @@
 
 use crate::exit::Failure;
 use erpnet_oauth_core::{LoginRequired, RefreshError, TokenError};
-use erpnet_oauth_ureq::Error;
+use erpnet_oauth_ureq::{Error, StoreError};
 
 /// The failure for `error`: its exit code and one line.
 pub fn failure(error: Error) -> Failure {
@@ -26,6 +26,15 @@ pub fn failure(error: Error) -> Failure {
             Failure::server(format!("{error}: run `erpnet-oauth login` again"))
         }
         Error::Refresh(RefreshError::Transport(_)) => Failure::network(format!("{error}; try again")),
+        // A link in the store directory, a directory others can change, tokens of another login: the
+        // message says what to do.
+        Error::Store(
+            StoreError::Symlink { .. }
+            | StoreError::DirectoryWritableByOthers { .. }
+            | StoreError::DirectoryOwnedByOther { .. }
+            | StoreError::NotADirectory { .. }
+            | StoreError::IssuedToAnother { .. },
+        ) => Failure::usage(error.to_string()),
         Error::Refresh(RefreshError::Persist(_)) | Error::Store(_) => {
             Failure::usage(format!("{error}; check that --store points to a writable directory"))
         }

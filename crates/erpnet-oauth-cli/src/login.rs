@@ -6,7 +6,7 @@ use crate::errors::failure;
 use crate::exit::Failure;
 use crate::settings::{self, SavedProfile, Settings};
 use erpnet_oauth_core::{AuthorizationRequest, is_loopback};
-use erpnet_oauth_ureq::{FileStore, HttpClient, HttpOptions, LoginOutcome, RedirectListener, Session};
+use erpnet_oauth_ureq::{HttpClient, HttpOptions, LoginOutcome, RedirectListener, Session};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -23,7 +23,7 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     })?;
     check_redirect(redirect)?;
     settings::create_store_dir(&settings.store_dir)?;
-    check_writable(settings)?;
+    settings::check_writable(&settings.store_dir)?;
 
     // Listen before the browser is sent anywhere.
     let listener = RedirectListener::bind(redirect).map_err(failure)?.timeout(wait);
@@ -46,8 +46,8 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     let http = HttpClient::new(options.clone());
     let discovered = discover(settings, &http)?;
     let client = settings.client(discovered.as_ref().map(|(m, _)| m), true)?;
-    let session = Session::builder(client)
-        .store(FileStore::new(settings.token_path()))
+    let session = Session::builder(client.clone())
+        .store(settings.login_store(&client))
         .http_options(options)
         .build()
         .map_err(failure)?;
@@ -131,16 +131,6 @@ fn check_redirect(redirect: &str) -> Result<(), Failure> {
         )));
     }
     Ok(())
-}
-
-fn check_writable(settings: &Settings) -> Result<(), Failure> {
-    let probe = settings.store_dir.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).map_err(|e| {
-        Failure::usage(format!(
-            "the store directory {} is not writable ({e}); pass --store DIR with a writable directory",
-            settings.store_dir.display()
-        ))
-    })
 }
 
 /// Opens `url` in the user's browser through the OS's own way of opening a link (`ShellExecuteW` on

@@ -2,7 +2,8 @@
 
 use crate::args::Global;
 use crate::exit::Failure;
-use erpnet_oauth_core::{ClientConfig, ClientSecret, ProviderMetadata};
+use erpnet_oauth_core::{ClientConfig, ClientSecret, IssuedTo, ProviderMetadata, TokenSet};
+use erpnet_oauth_ureq::{FileStore, StoreError, StoreLock, TokenStore};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,6 +59,7 @@ impl Settings {
                 Failure::usage("no store directory: pass --store DIR or set ERPNET_OAUTH_STORE")
             })?,
         };
+        check_store_dir(&store_dir)?;
         let saved = read_profile(&store_dir, &profile)?;
         let secret = match &global.client_secret_file {
             Some(path) => Some(read_secret_file(path)?),
@@ -94,6 +96,35 @@ impl Settings {
     /// The settings file of the profile.
     pub fn profile_path(&self) -> PathBuf {
         profile_path(&self.store_dir, &self.profile)
+    }
+
+    /// The profile's token store, for `client`'s tokens only: the file records the instance (issuer) and
+    /// client of the tokens, and tokens issued to another are refused before any request.
+    pub fn token_store(&self, client: &ClientConfig) -> FileStore {
+        FileStore::new(self.token_path()).for_client(client)
+    }
+
+    /// The profile's token store for `login`: bound to the client logging in, except that tokens of
+    /// another login found there are not loaded (the new login replaces them once it succeeds).
+    pub fn login_store(&self, client: &ClientConfig) -> LoginStore {
+        LoginStore(self.token_store(client))
+    }
+
+    /// Whom the tokens must have been issued to, when the instance and client id are known.
+    pub fn issued_to(&self) -> Option<IssuedTo> {
+        Some(IssuedTo::new(expected_issuer(self.instance.as_deref()?), self.client_id.as_deref()?))
+    }
+
+    /// The failure for a store error: tokens of another login name both logins and what to do.
+    pub fn store_failure(&self, error: &StoreError) -> Option<Failure> {
+        match error {
+            StoreError::IssuedToAnother { stored, expected, .. } => Some(Failure::usage(format!(
+                "the profile `{}` holds tokens issued to {stored}, not to {expected}; they are never sent \
+                 elsewhere: run `erpnet-oauth login` to log in again, or use the --profile of that login",
+                self.profile
+            ))),
+            _ => None,
+        }
     }
 
     pub fn instance(&self) -> Result<&str, Failure> {
@@ -186,34 +217,41 @@ fn profile_path(dir: &Path, profile: &str) -> PathBuf {
     dir.join(format!("{profile}.profile.json"))
 }
 
+/// Reads the profile file (never through a symbolic link).
 fn read_profile(dir: &Path, profile: &str) -> Result<Option<SavedProfile>, Failure> {
     let path = profile_path(dir, profile);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+    match erpnet_oauth_store::read_private_file(&path) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             Failure::usage(format!(
                 "{} is not a valid profile file ({e}); remove it and run `erpnet-oauth login`",
                 path.display()
             ))
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Ok(None) => Ok(None),
+        Err(e @ StoreError::Symlink { .. }) => Err(Failure::usage(e.to_string())),
+        Err(StoreError::Io { source, .. }) => {
+            Err(Failure::usage(format!("cannot read {}: {source}", path.display())))
+        }
         Err(e) => Err(Failure::usage(format!("cannot read {}: {e}", path.display()))),
     }
 }
 
-/// Writes the profile file atomically (temporary file, then rename).
+/// Writes the profile file atomically (temporary file, then rename; mode 0600; a symbolic link there is
+/// replaced, never written through).
 pub fn write_profile(settings: &Settings, profile: &SavedProfile) -> Result<(), Failure> {
     let path = settings.profile_path();
-    let fail = |e: std::io::Error| {
+    create_store_dir(&settings.store_dir)?;
+    let json = serde_json::to_vec_pretty(profile).map_err(|e| Failure::usage(e.to_string()))?;
+    erpnet_oauth_store::write_private_file(&path, &json).map_err(|e| {
+        let e = match e {
+            StoreError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        };
         Failure::usage(format!(
             "cannot write {}: {e}; check that --store points to a writable directory",
             path.display()
         ))
-    };
-    create_store_dir(&settings.store_dir)?;
-    let json = serde_json::to_vec_pretty(profile).map_err(|e| Failure::usage(e.to_string()))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, json).map_err(fail)?;
-    std::fs::rename(&tmp, &path).map_err(fail)
+    })
 }
 
 /// Removes the profile file (logout).
@@ -225,18 +263,46 @@ pub fn remove_profile(settings: &Settings) -> Result<(), Failure> {
     }
 }
 
-/// Creates the store directory (mode 0700 on Unix).
+/// Creates the store directory (mode 0700 on Unix) when it is missing; refuses one that others can change.
 pub fn create_store_dir(dir: &Path) -> Result<(), Failure> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
+    erpnet_oauth_store::create_directory(dir).map_err(|e| match e {
+        StoreError::Io { action: "created", source, .. } => Failure::usage(format!(
+            "cannot create the store directory {}: {source}; pass --store DIR with a writable directory",
+            dir.display()
+        )),
+        other => Failure::usage(other.to_string()),
+    })
+}
+
+/// Refuses an existing store directory that others can change (group- or world-writable, or owned by
+/// another user), with what to do; a missing one is created by `login`.
+fn check_store_dir(dir: &Path) -> Result<(), Failure> {
+    match erpnet_oauth_store::check_directory(dir) {
+        Ok(()) => Ok(()),
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(StoreError::Io { source, .. }) => Err(Failure::usage(format!(
+            "cannot use the store directory {}: {source}; pass --store DIR with a writable directory",
+            dir.display()
+        ))),
+        Err(e) => Err(Failure::usage(e.to_string())),
     }
-    builder.create(dir).map_err(|e| {
+}
+
+/// Checks that a file can be created in the store directory. The probe is created anew (`create_new`:
+/// whatever is in its place, a symbolic link included, makes it fail), never opened through a link.
+pub fn check_writable(dir: &Path) -> Result<(), Failure> {
+    let probe = dir.join(format!(".write-test-{}", std::process::id()));
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).open(&probe);
+    let result = created.and_then(|file| {
+        drop(file);
+        std::fs::remove_file(&probe)
+    });
+    result.map_err(|e| {
+        if std::fs::symlink_metadata(&probe).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Failure::usage(StoreError::Symlink { path: probe.clone() }.to_string());
+        }
         Failure::usage(format!(
-            "cannot create the store directory {}: {e}; pass --store DIR with a writable directory",
+            "the store directory {} is not writable ({e}); pass --store DIR with a writable directory",
             dir.display()
         ))
     })
@@ -249,7 +315,49 @@ fn read_secret_file(path: &Path) -> Result<ClientSecret, Failure> {
     if secret.is_empty() {
         return Err(Failure::usage(format!("the client secret file {} is empty", path.display())));
     }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Some(warning) = secret_file_warning(path, meta.permissions().mode()) {
+            eprintln!("erpnet-oauth: warning: {warning}");
+        }
+    }
     Ok(ClientSecret::new(secret))
+}
+
+/// What to say about a client secret file of permission `mode`: a warning when users other than its
+/// owner may read or change it (the secret is still used).
+#[cfg_attr(not(unix), allow(dead_code))]
+fn secret_file_warning(path: &Path, mode: u32) -> Option<String> {
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the client secret file {0} is accessible to other users (mode {1:04o}): chmod 600 {0}",
+            path.display(),
+            mode & 0o7777
+        )
+    })
+}
+
+/// The token store `login` uses: see [`Settings::login_store`].
+#[derive(Debug)]
+pub struct LoginStore(FileStore);
+
+impl TokenStore for LoginStore {
+    fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+        match self.0.load() {
+            Err(StoreError::IssuedToAnother { .. }) => Ok(None),
+            other => other,
+        }
+    }
+    fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+        self.0.save(tokens)
+    }
+    fn clear(&self) -> Result<(), StoreError> {
+        self.0.clear()
+    }
+    fn lock(&self) -> Result<StoreLock, StoreError> {
+        self.0.lock()
+    }
 }
 
 /// The platform's config directory, `erpnet-oauth/` inside it.
@@ -317,5 +425,61 @@ mod tests {
         let s = Settings::resolve(&g, |_| Some("ignored".to_owned())).unwrap();
         assert_eq!(s.secret.as_ref().map(|s| s.secret()), Some("from-file"));
         assert!(!format!("{s:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn secret_files_others_can_access_are_warned_about() {
+        let path = Path::new("/s/secret");
+        assert_eq!(secret_file_warning(path, 0o100600), None);
+        assert_eq!(secret_file_warning(path, 0o100400), None);
+        assert_eq!(
+            secret_file_warning(path, 0o100644).as_deref(),
+            Some(
+                "the client secret file /s/secret is accessible to other users (mode 0644): chmod 600 /s/secret"
+            )
+        );
+        assert!(secret_file_warning(path, 0o100620).is_some());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_write_probe_is_never_opened_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("target");
+        std::fs::write(&target, b"precious").unwrap();
+        check_writable(dir.path()).unwrap();
+        let probe = dir.path().join(format!(".write-test-{}", std::process::id()));
+        assert!(!probe.exists(), "the probe is removed");
+        std::os::unix::fs::symlink(&target, &probe).unwrap();
+        let e = check_writable(dir.path()).unwrap_err();
+        assert_eq!(e.code, crate::exit::Code::Usage);
+        assert!(e.message.contains("symbolic link") && e.message.contains(".write-test-"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"precious", "the link's target is untouched");
+        // A dangling link: following it would create the file it names.
+        let missing = elsewhere.path().join("created-through-the-link");
+        std::fs::remove_file(&probe).unwrap();
+        std::os::unix::fs::symlink(&missing, &probe).unwrap();
+        assert!(check_writable(dir.path()).is_err());
+        assert!(!missing.exists(), "nothing is created through the link");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_store_directory_others_can_write_is_refused_before_anything_is_read() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        create_store_dir(&store).unwrap();
+        assert_eq!(std::fs::metadata(&store).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let g = global(&["--store", store.to_str().unwrap()]);
+        let e = Settings::resolve(&g, |_| None).unwrap_err();
+        assert_eq!(e.code, crate::exit::Code::Usage);
+        assert!(e.message.contains("(mode 0777): chmod 700"), "{e}");
+        std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+        Settings::resolve(&g, |_| None).unwrap();
+        let missing = global(&["--store", dir.path().join("missing").to_str().unwrap()]);
+        Settings::resolve(&missing, |_| None).unwrap();
     }
 }

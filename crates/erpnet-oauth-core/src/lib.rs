@@ -32,8 +32,9 @@
 //! - Logout: RFC 7009 revocation ([`ClientConfig::revocation_request`], [`parse_revocation_response`]) and
 //!   the end-session URL ([`ClientConfig::end_session_url`]); ERP.net reference tokens (`enrt_...`) as a
 //!   static bearer credential ([`ReferenceToken::authorize`]).
-//! - What the adapters' token stores share: the store file format ([`TokenSet::to_store_file`]), the
-//!   error a store reports ([`StoreError`]) and the cross-process lock it hands out ([`StoreLock`]).
+//! - What the adapters' token stores share: the store file format ([`StoreFile`]: the tokens and whom
+//!   they were issued to, [`IssuedTo`], checked by [`StoreFile::tokens_for`]), the error a store reports
+//!   ([`StoreError`]) and the cross-process lock it hands out ([`StoreLock`]).
 //! - What the adapters' loopback redirect listeners share (catalogue B9): which request is the login's
 //!   callback ([`CallbackFilter`]), and, in [`listener`], the limits, the reading of a request's head and
 //!   the pages the browser gets.
@@ -248,7 +249,7 @@ pub use scope::Scopes;
 pub use secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, ReferenceToken, RefreshToken,
 };
-pub use store::{StoreError, StoreLock};
+pub use store::{IssuedTo, StoreError, StoreFile, StoreLock};
 pub use token::{Grant, StoreFormatError, TokenError, TokenSet, parse_token_response, salvage_refresh_token};
 pub use transport::HttpOptions;
 pub use userinfo::{InvalidBearer, UserInfo, UserInfoError, parse_userinfo_response};

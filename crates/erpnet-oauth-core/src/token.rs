@@ -6,6 +6,7 @@ use crate::error::{OAuthError, excerpt};
 use crate::safe_text::escape;
 use crate::scope::Scopes;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
+use crate::store::StoreFile;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -181,36 +182,18 @@ pub enum StoreFormatError {
     Serialize(String),
 }
 
-/// The file format of the adapters' file stores: versioned so that a later format can be told apart, and
-/// shared so that the blocking and the async adapter read each other's files.
-#[derive(Serialize, Deserialize)]
-struct StoreFile {
-    version: u32,
-    tokens: TokenSet,
-}
-
-const STORE_FILE_VERSION: u32 = 1;
-
 impl TokenSet {
-    /// These tokens as a token store file: `{"version": 1, "tokens": {...}}` (pretty JSON). Pure: the
-    /// adapters write the bytes.
+    /// These tokens as a token store file, without a record of whom they were issued to:
+    /// `{"version": 1, "tokens": {...}}` (pretty JSON; see [`StoreFile`] for the file with the record).
+    /// Pure: the adapters write the bytes.
     pub fn to_store_file(&self) -> Result<Vec<u8>, StoreFormatError> {
-        serde_json::to_vec_pretty(&StoreFile { version: STORE_FILE_VERSION, tokens: self.clone() })
-            .map_err(|e| StoreFormatError::Serialize(e.to_string()))
+        StoreFile { issued_to: None, tokens: self.clone() }.to_bytes()
     }
 
-    /// Reads a token store file written by [`Self::to_store_file`].
+    /// The tokens of a token store file written by [`Self::to_store_file`] or [`StoreFile::to_bytes`],
+    /// whomever they were issued to ([`StoreFile::tokens_for`] checks that).
     pub fn from_store_file(bytes: &[u8]) -> Result<TokenSet, StoreFormatError> {
-        match serde_json::from_slice::<StoreFile>(bytes) {
-            Ok(f) if f.version == STORE_FILE_VERSION => Ok(f.tokens),
-            Ok(f) => Err(StoreFormatError::Version(f.version)),
-            Err(e) => Err(StoreFormatError::Malformed {
-                length: bytes.len(),
-                kind: format!("{:?}", e.classify()),
-                line: e.line(),
-                column: e.column(),
-            }),
-        }
+        StoreFile::from_bytes(bytes).map(|f| f.tokens)
     }
 }
 

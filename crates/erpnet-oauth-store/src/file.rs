@@ -1,12 +1,11 @@
 //! The file store.
 
-use erpnet_oauth_core::TokenSet;
-use erpnet_oauth_core::store::{StoreError, StoreLock};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use crate::files::{dir_of, open_lock_file, read_private_file, sync_dir, write_private_file};
+use erpnet_oauth_core::store::{IssuedTo, StoreError, StoreFile, StoreLock};
+use erpnet_oauth_core::{ClientConfig, TokenSet};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 /// Keeps the tokens in a JSON file.
 ///
@@ -15,9 +14,16 @@ use std::time::Duration;
 ///   the new one, never a partial one. Temporary files that such a kill leaves behind (they hold tokens)
 ///   are removed by a later save once they are ten minutes old.
 /// - Created with mode 0600 (Unix): the file holds a refresh token, as secret as a password.
+/// - No symbolic link is followed: a token file or lock file that is a link is refused
+///   ([`StoreError::Symlink`]) and its target left untouched; a save replaces a link, never writes
+///   through it. (Check the directory itself with [`crate::check_directory`].)
 /// - Shared between processes: [`Self::lock`] takes an exclusive advisory lock on a separate
-///   `<file>.lock`, so processes sharing the file refresh one at a time and re-read it first. (The
-///   adapters' `TokenStore` implementations report the store as shared.)
+///   `<file>.lock`, so processes sharing the file refresh one at a time and re-read it first.
+/// - Bound to one client ([`Self::for_client`]): the file records the instance (issuer) and client the
+///   tokens were issued to, and a load refuses tokens issued to another
+///   ([`StoreError::IssuedToAnother`]), so a session configured for another instance fails instead of
+///   sending them there. Files without the record (written before it existed, or by an unbound store)
+///   are judged by their ID token's `iss` and `aud` when they have one, and otherwise still load.
 /// - A file that exists but cannot be parsed is reported as [`StoreError::Corrupt`] and left untouched
 ///   until the next login replaces it (or [`Self::clear`] deletes it).
 ///
@@ -27,19 +33,39 @@ use std::time::Duration;
 pub struct FileStore {
     path: PathBuf,
     lock_path: PathBuf,
+    issued_to: Option<IssuedTo>,
 }
 
-/// Makes the temporary file names of one process's concurrent saves distinct.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 impl FileStore {
-    /// A store at `path` (the file need not exist; its directory must).
+    /// A store at `path` (the file need not exist; its directory must), not bound to a client: see
+    /// [`Self::for_client`].
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         let mut lock_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
         lock_name.push(".lock");
         let lock_path = path.with_file_name(lock_name);
-        FileStore { path, lock_path }
+        FileStore { path, lock_path, issued_to: None }
+    }
+
+    /// This store, for the tokens of `client` only: saves record its issuer and client id, and loads
+    /// refuse tokens issued to another ([`StoreError::IssuedToAnother`]).
+    ///
+    /// ```
+    /// # use erpnet_oauth_core::ClientConfig;
+    /// # use erpnet_oauth_store::FileStore;
+    /// let client = ClientConfig::builder("https://demodb.my.erp.net", "my.trusted.app/first").build()?;
+    /// let store = FileStore::new("tokens.json").for_client(&client);
+    /// assert_eq!(store.issued_to().map(|i| i.issuer.as_str()), Some("https://demodb.my.erp.net/id"));
+    /// # Ok::<_, erpnet_oauth_core::ConfigError>(())
+    /// ```
+    pub fn for_client(self, client: &ClientConfig) -> Self {
+        self.bound_to(IssuedTo::of(client))
+    }
+
+    /// This store, for tokens issued to `issued_to` only (see [`Self::for_client`]).
+    pub fn bound_to(mut self, issued_to: IssuedTo) -> Self {
+        self.issued_to = Some(issued_to);
+        self
     }
 
     /// The store file.
@@ -52,119 +78,58 @@ impl FileStore {
         &self.lock_path
     }
 
+    /// Whom the tokens of this store must have been issued to, when it is bound.
+    pub fn issued_to(&self) -> Option<&IssuedTo> {
+        self.issued_to.as_ref()
+    }
+
     /// The stored tokens; `None` when the file does not exist. A file that cannot be read is
-    /// [`StoreError::Io`], one that does not hold tokens [`StoreError::Corrupt`]: never silently empty.
+    /// [`StoreError::Io`], a link [`StoreError::Symlink`], one that does not hold tokens
+    /// [`StoreError::Corrupt`]: never silently empty. A bound store refuses tokens issued to another
+    /// client or instance ([`StoreError::IssuedToAnother`]).
     pub fn load(&self) -> Result<Option<TokenSet>, StoreError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io("read")(e)),
-        };
-        TokenSet::from_store_file(&bytes)
-            .map(Some)
-            .map_err(|e| StoreError::Corrupt { path: self.path.clone(), reason: e.to_string() })
+        let Some(bytes) = read_private_file(&self.path)? else { return Ok(None) };
+        let file = StoreFile::from_bytes(&bytes)
+            .map_err(|e| StoreError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
+        match &self.issued_to {
+            None => Ok(Some(file.tokens)),
+            Some(expected) => file.tokens_for(expected).map(Some).map_err(|stored| {
+                StoreError::IssuedToAnother { path: self.path.clone(), stored, expected: expected.clone() }
+            }),
+        }
     }
 
-    /// Replaces the stored tokens atomically. When this returns `Ok`, the new file and its directory
-    /// entry are on disk: the tokens survive a crash.
+    /// Replaces the stored tokens atomically (with the record of whom they were issued to, when the store
+    /// is bound). When this returns `Ok`, the new file and its directory entry are on disk: the tokens
+    /// survive a crash.
     pub fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
-        let bytes = tokens.to_store_file().map_err(|e| StoreError::Other(e.to_string()))?;
-        let name = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let temp = self.dir().join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        if let Err(e) = self.write_temp(&temp, &bytes) {
-            let _ = fs::remove_file(&temp);
-            return Err(self.io("written")(e));
-        }
-        if let Err(e) = fs::rename(&temp, &self.path) {
-            let _ = fs::remove_file(&temp);
-            return Err(self.io("written")(e));
-        }
-        self.sync_dir().map_err(self.io("written"))?;
-        self.remove_stale_temps(&name);
-        Ok(())
+        let file = StoreFile { issued_to: self.issued_to.clone(), tokens: tokens.clone() };
+        let bytes = file.to_bytes().map_err(|e| StoreError::Other(e.to_string()))?;
+        write_private_file(&self.path, &bytes)
     }
 
-    /// Deletes the store file (a missing one is not an error). The lock file is left: another process
-    /// may be waiting on it.
+    /// Deletes the store file (a missing one is not an error; a link is deleted, not its target). The
+    /// lock file is left: another process may be waiting on it.
     pub fn clear(&self) -> Result<(), StoreError> {
+        let err = |source| StoreError::Io { path: self.path.clone(), action: "deleted", source };
         match fs::remove_file(&self.path) {
-            Ok(()) => self.sync_dir().map_err(self.io("deleted")),
+            Ok(()) => sync_dir(&dir_of(&self.path)).map_err(err),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.io("deleted")(e)),
+            Err(e) => Err(err(e)),
         }
     }
 
-    /// Takes the exclusive advisory lock on [`Self::lock_path`] (created with mode 0600 if missing),
-    /// blocking until no other holder has it, in this process or another. Released when the returned
-    /// [`StoreLock`] is dropped.
+    /// Takes the exclusive advisory lock on [`Self::lock_path`] (created with mode 0600 if missing; a
+    /// link is refused, [`StoreError::Symlink`]), blocking until no other holder has it, in this process
+    /// or another. Released when the returned [`StoreLock`] is dropped.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let err = |source| StoreError::Io { path: self.lock_path.clone(), action: "locked", source };
-        let file = options.open(&self.lock_path).map_err(err)?;
-        file.lock().map_err(err)?;
+        let file = open_lock_file(&self.lock_path)?;
+        file.lock().map_err(|source| StoreError::Io {
+            path: self.lock_path.clone(),
+            action: "locked",
+            source,
+        })?;
         Ok(StoreLock::new(file))
-    }
-
-    fn dir(&self) -> PathBuf {
-        match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        }
-    }
-
-    fn io(&self, action: &'static str) -> impl FnOnce(io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io { path: self.path.clone(), action, source }
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        File::open(self.dir())?.sync_all()
-    }
-
-    /// Removes temporary files that a process killed in the middle of a save left behind (they hold tokens).
-    /// Only files older than any save could take are removed, so a concurrent writer is never disturbed.
-    fn remove_stale_temps(&self, name: &str) {
-        const STALE: Duration = Duration::from_secs(600);
-        let prefix = format!(".{name}.");
-        let Ok(entries) = fs::read_dir(self.dir()) else { return };
-        for entry in entries.flatten() {
-            let file_name = entry.file_name();
-            let file_name = file_name.to_string_lossy();
-            if !(file_name.starts_with(&prefix) && file_name.ends_with(".tmp")) {
-                continue;
-            }
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE);
-            if stale {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-
-    fn write_temp(&self, temp: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options.open(temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()
     }
 }
 
@@ -172,6 +137,8 @@ impl FileStore {
 mod tests {
     use super::*;
     use erpnet_oauth_core::{AccessToken, Scopes};
+    use std::fs::File;
+    use std::time::Duration;
 
     fn tokens() -> TokenSet {
         TokenSet {
@@ -239,5 +206,89 @@ mod tests {
         assert!(matches!(other.try_lock(), Err(fs::TryLockError::WouldBlock)));
         drop(held);
         assert!(other.try_lock().is_ok(), "released when dropped");
+    }
+}
+
+#[cfg(test)]
+#[cfg(unix)]
+mod links {
+    use super::*;
+    use erpnet_oauth_core::{AccessToken, Scopes};
+    use std::os::unix::fs::symlink;
+
+    fn tokens() -> TokenSet {
+        TokenSet {
+            access_token: AccessToken::new("at"),
+            expires_at: None,
+            issued_at: None,
+            refresh_token: None,
+            id_token: None,
+            scopes: Scopes::default(),
+        }
+    }
+
+    /// A store directory, and a file elsewhere holding something a planted link must not reach.
+    fn world() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let target = elsewhere.path().join("target");
+        fs::write(&target, tokens().to_store_file().unwrap()).unwrap();
+        (dir, elsewhere, target)
+    }
+
+    #[test]
+    fn a_token_file_that_is_a_link_is_refused_and_its_target_untouched() {
+        let (dir, _elsewhere, target) = world();
+        let before = fs::read(&target).unwrap();
+        let store = FileStore::new(dir.path().join("tokens.json"));
+        symlink(&target, store.path()).unwrap();
+        let r = store.load();
+        assert!(matches!(&r, Err(StoreError::Symlink { path }) if path == store.path()), "{r:?}");
+        assert!(r.unwrap_err().to_string().contains("tokens.json is a symbolic link"));
+        store.save(&tokens()).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), before, "a save replaces the link, never writes through it");
+        assert!(!fs::symlink_metadata(store.path()).unwrap().file_type().is_symlink());
+        symlink(&target, dir.path().join("other.json")).unwrap();
+        FileStore::new(dir.path().join("other.json")).clear().unwrap();
+        assert_eq!(fs::read(&target).unwrap(), before, "a clear deletes the link, not its target");
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_link_is_refused_and_its_target_untouched() {
+        let (dir, elsewhere, target) = world();
+        let before = fs::read(&target).unwrap();
+        let store = FileStore::new(dir.path().join("tokens.json"));
+        symlink(&target, store.lock_path()).unwrap();
+        let r = store.lock();
+        assert!(matches!(&r, Err(StoreError::Symlink { path }) if path == store.lock_path()), "{r:?}");
+        assert_eq!(fs::read(&target).unwrap(), before);
+        // A dangling link: following it would create the file it names.
+        let missing = elsewhere.path().join("created-through-the-link");
+        fs::remove_file(store.lock_path()).unwrap();
+        symlink(&missing, store.lock_path()).unwrap();
+        assert!(matches!(store.lock(), Err(StoreError::Symlink { .. })));
+        assert!(!missing.exists(), "nothing is created through the link");
+    }
+
+    #[test]
+    fn a_bound_store_records_whom_and_refuses_tokens_issued_to_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        let a = IssuedTo::new("https://a.example/id", "app");
+        let b = IssuedTo::new("https://b.example/id", "app");
+        FileStore::new(&path).bound_to(a.clone()).save(&tokens()).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["issued_to"]["issuer"], "https://a.example/id");
+        assert_eq!(FileStore::new(&path).bound_to(a.clone()).load().unwrap(), Some(tokens()));
+        let r = FileStore::new(&path).bound_to(b.clone()).load();
+        assert!(
+            matches!(&r, Err(StoreError::IssuedToAnother { path: p, stored, expected })
+                if *p == path && *stored == a && *expected == b),
+            "{r:?}"
+        );
+        assert_eq!(FileStore::new(&path).load().unwrap(), Some(tokens()), "an unbound store reads any");
+        // A file written before the record existed still loads.
+        fs::write(&path, tokens().to_store_file().unwrap()).unwrap();
+        assert_eq!(FileStore::new(&path).bound_to(b).load().unwrap(), Some(tokens()));
     }
 }

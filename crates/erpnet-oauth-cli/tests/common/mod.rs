@@ -34,6 +34,8 @@ pub const SECRET: &str = DEMO_CLIENT_SECRET;
 pub const PUBLIC_CLIENT_ID: &str = DEMO_PUBLIC_CLIENT_ID;
 /// The prefix of the one error line every failure prints.
 pub const ERR: &str = "erpnet-oauth: ";
+/// The prefix of a warning line (the command goes on).
+pub const WARN: &str = "erpnet-oauth: warning: ";
 /// A bound on any one child process: a hang is a failure, not a stuck test run.
 pub const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -70,10 +72,23 @@ impl Outcome {
         self.stdout.lines().collect()
     }
 
+    /// The lines of stderr that report a failure: `erpnet-oauth: ...`, warnings aside.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.starts_with(ERR) && !l.starts_with(WARN)).collect()
+    }
+
+    /// The warning lines on stderr: `erpnet-oauth: warning: ...`.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.starts_with(WARN)).collect()
+    }
+
     /// Exit 0, nothing about a failure on stderr.
     pub fn assert_success(&self) -> &Self {
         assert_eq!(self.code, Some(0), "expected success: {self:#?}");
-        assert!(!self.stderr.contains(ERR), "a success printed an error line: {self:#?}");
+        assert!(
+            !self.stderr.lines().any(|l| l.contains(ERR) && !l.starts_with(WARN)),
+            "a success printed an error line: {self:#?}"
+        );
         self
     }
 
@@ -81,7 +96,7 @@ impl Outcome {
     /// containing every one of `needles`.
     pub fn assert_failure(&self, code: i32, needles: &[&str]) -> &Self {
         assert_eq!(self.code, Some(code), "expected exit {code}: {self:#?}");
-        let errors: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with(ERR)).collect();
+        let errors = self.error_lines();
         assert_eq!(errors.len(), 1, "expected exactly one error line: {self:#?}");
         assert_eq!(
             self.stderr.lines().last(),
