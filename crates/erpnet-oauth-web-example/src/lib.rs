@@ -334,20 +334,10 @@ fn new_session_id() -> Result<String, getrandom::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Escapes text for HTML.
+/// Escapes text for HTML (markup characters escaped, control characters dropped): the core's function, the
+/// one the loopback listeners' pages use.
 fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    erpnet_oauth_async::erpnet_oauth_core::listener::html_escape(text)
 }
 
 fn page(title: &str, body: &str) -> Html<String> {
