@@ -8,7 +8,8 @@
 
 use crate::authorize::Callback;
 use crate::error::Error;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+// Addresses as plain data (`core::net`): the core opens no socket.
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// Largest request head (request line and headers) a listener reads; a longer one is answered 431.
