@@ -32,7 +32,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             clap_complete::generate(shell, &mut cmd, "erpnet-oauth", &mut std::io::stdout());
             Ok(())
         }
-        Command::Mock { port, config } => crate::demo::mock(port, config.as_deref()),
+        Command::Mock { port, config } => {
+            crate::demo::mock(port, config.as_deref(), cli.global.redirect_uri.as_deref())
+        }
         Command::Demo => crate::demo::run(cli.global.verbose),
         Command::Login { no_browser, wait } => {
             let settings = Settings::resolve(&cli.global, env)?;

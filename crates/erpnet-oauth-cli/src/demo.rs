@@ -16,14 +16,29 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-/// `erpnet-oauth mock [--port N] [--config FILE]`.
-pub fn mock(port: u16, config: Option<&Path>) -> Result<(), Failure> {
-    let config = match config {
+/// `erpnet-oauth mock [--port N] [--config FILE]`: the configuration of `--config` (or the default one),
+/// with `redirect_uri` (the global `--redirect-uri` / `ERPNET_REDIRECT_URI`, when set) registered with each of
+/// its applications in addition to their own, so that a login on another port than the guide's 8400 works.
+pub fn mock(port: u16, config: Option<&Path>, redirect_uri: Option<&str>) -> Result<(), Failure> {
+    let mut config = match config {
         Some(path) => MockConfig::from_file(path).map_err(|e| {
             Failure::usage(format!("cannot use the mock configuration {}: {e}", path.display()))
         })?,
         None => MockConfig::default(),
     };
+    if let Some(uri) = redirect_uri {
+        if url::Url::parse(uri).is_err() {
+            return Err(Failure::usage(format!(
+                "the redirect URI `{}` is not a URL",
+                erpnet_oauth_core::escape(uri)
+            )));
+        }
+        for app in &mut config.apps {
+            if !app.impersonate_login_urls.iter().any(|u| u == uri) {
+                app.impersonate_login_urls.push(uri.to_owned());
+            }
+        }
+    }
     erpnet_oauth_mock::run_foreground(config, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
         .map_err(|e| Failure::usage(format!("cannot start the mock on 127.0.0.1:{port}: {e}")))
 }

@@ -14,8 +14,19 @@ pub const DEMO_CLIENT_ID: &str = "my.trusted.app/first";
 /// The plain secret of [`DEMO_CLIENT_ID`] (the seed writes it as `<my_plain_app_secret>`). The mock stores only
 /// its hash, `base64(sha256(secret))`.
 pub const DEMO_CLIENT_SECRET: &str = "my_plain_app_secret";
-/// The seed's `ImpersonateLoginUrl`, the only redirect URI of the demo applications.
+/// The seed's `ImpersonateLoginUrl`, the first redirect URI of the demo applications (port 80, which only a
+/// privileged user may bind: tests that only play the browser use it).
 pub const DEMO_REDIRECT_URI: &str = "http://localhost/signin-callback";
+/// The redirect URI of the `erpnet-oauth` command's guide and README, registered with the demo applications
+/// too: a loopback port anyone may bind.
+pub const DEMO_LOOPBACK_REDIRECT_URI: &str = "http://127.0.0.1:8400/signin-callback";
+/// [`DEMO_LOOPBACK_REDIRECT_URI`] with the host name `localhost`, registered with the demo applications too
+/// (matching is exact: `localhost` and `127.0.0.1` are different redirect URIs).
+pub const DEMO_LOCALHOST_REDIRECT_URI: &str = "http://localhost:8400/signin-callback";
+/// Every redirect URI of the demo applications, compared exactly: [`DEMO_REDIRECT_URI`],
+/// [`DEMO_LOOPBACK_REDIRECT_URI`] and [`DEMO_LOCALHOST_REDIRECT_URI`].
+pub const DEMO_REDIRECT_URIS: [&str; 3] =
+    [DEMO_REDIRECT_URI, DEMO_LOOPBACK_REDIRECT_URI, DEMO_LOCALHOST_REDIRECT_URI];
 /// The post-logout redirect URI registered for the demo applications.
 pub const DEMO_POST_LOGOUT_REDIRECT_URI: &str = "http://localhost/signout-callback";
 /// A public (PKCE, no secret) demo application, present in the default configuration.
@@ -114,8 +125,9 @@ fn demo_scopes() -> Vec<String> {
 }
 
 impl TrustedApp {
-    /// The seed's application: `my.trusted.app/first`, confidential, secret [`DEMO_CLIENT_SECRET`], redirect
-    /// URI [`DEMO_REDIRECT_URI`], internal users allowed, no system user.
+    /// The seed's application: `my.trusted.app/first`, confidential, secret [`DEMO_CLIENT_SECRET`], the
+    /// redirect URIs [`DEMO_REDIRECT_URIS`] (the seed's, and the CLI guide's on port 8400), internal users
+    /// allowed, no system user.
     pub fn demo() -> Self {
         TrustedApp {
             name: "My first trusted app".to_owned(),
@@ -123,7 +135,7 @@ impl TrustedApp {
             is_enabled: true,
             client_type: ClientType::Confidential,
             application_secret_hash: Some(secret_hash(DEMO_CLIENT_SECRET)),
-            impersonate_login_urls: vec![DEMO_REDIRECT_URI.to_owned()],
+            impersonate_login_urls: DEMO_REDIRECT_URIS.iter().map(|u| (*u).to_owned()).collect(),
             impersonate_as_internal_user_allowed: true,
             allowed_scopes: demo_scopes(),
             system_user: None,
@@ -133,7 +145,7 @@ impl TrustedApp {
         }
     }
 
-    /// A public application [`DEMO_PUBLIC_CLIENT_ID`] (no secret, PKCE required), same redirect URI.
+    /// A public application [`DEMO_PUBLIC_CLIENT_ID`] (no secret, PKCE required), same redirect URIs.
     pub fn demo_public() -> Self {
         TrustedApp {
             name: "My public app".to_owned(),

@@ -84,7 +84,7 @@
 //! | seed's confidential app | [`DEMO_CLIENT_ID`] `my.trusted.app/first`, secret [`DEMO_CLIENT_SECRET`] `my_plain_app_secret` |
 //! | public app (PKCE) | [`DEMO_PUBLIC_CLIENT_ID`] `my.trusted.app/public` |
 //! | service app (client credentials, system user `admin`) | [`DEMO_SERVICE_CLIENT_ID`] `my.trusted.app/service`, same secret |
-//! | redirect URI (all three) | [`DEMO_REDIRECT_URI`] `http://localhost/signin-callback` |
+//! | redirect URIs (all three apps; exact match) | [`DEMO_REDIRECT_URI`] `http://localhost/signin-callback` (the seed's), [`DEMO_LOOPBACK_REDIRECT_URI`] `http://127.0.0.1:8400/signin-callback` and [`DEMO_LOCALHOST_REDIRECT_URI`] `http://localhost:8400/signin-callback` (the CLI guide's) |
 //! | post-logout redirect URI | [`DEMO_POST_LOGOUT_REDIRECT_URI`] `http://localhost/signout-callback` |
 //! | user | [`DEMO_USER`] `admin`, password [`DEMO_PASSWORD`] `admin-password` |
 //! | scopes | `openid profile email offline_access DomainApi` |
@@ -207,6 +207,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod banner;
 mod config;
 mod faults;
 mod intercept;
@@ -224,10 +225,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 pub use config::{
-    ClientType, ClockMode, ConfigError, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_DATABASE, DEMO_PASSWORD,
-    DEMO_POST_LOGOUT_REDIRECT_URI, DEMO_PUBLIC_CLIENT_ID, DEMO_REDIRECT_URI, DEMO_SCOPES,
-    DEMO_SERVICE_CLIENT_ID, DEMO_USER, MANUAL_CLOCK_START_UNIX, MockConfig, MockUser, RefreshPolicy,
-    TrustedApp, secret_hash,
+    ClientType, ClockMode, ConfigError, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_DATABASE,
+    DEMO_LOCALHOST_REDIRECT_URI, DEMO_LOOPBACK_REDIRECT_URI, DEMO_PASSWORD, DEMO_POST_LOGOUT_REDIRECT_URI,
+    DEMO_PUBLIC_CLIENT_ID, DEMO_REDIRECT_URI, DEMO_REDIRECT_URIS, DEMO_SCOPES, DEMO_SERVICE_CLIENT_ID,
+    DEMO_USER, MANUAL_CLOCK_START_UNIX, MockConfig, MockUser, RefreshPolicy, TrustedApp, secret_hash,
 };
 pub use faults::{Counters, Endpoint, Fault};
 pub use intercept::{Intercepted, Interceptor};
@@ -422,25 +423,14 @@ impl Drop for MockErpNet {
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-/// Serves `config` on `addr` (loopback only) in the foreground: prints the base URL and the demo credentials to
-/// stderr, then serves until Ctrl-C or `POST /_mock/shutdown`. This is what `erpnet-oauth mock` runs.
+/// Serves `config` on `addr` (loopback only) in the foreground: prints on stderr the base URL and what the
+/// configuration serves (its applications with their client ids and redirect URIs, its users; the demo
+/// secret and password only where the configuration uses them), then serves until Ctrl-C or
+/// `POST /_mock/shutdown`. This is what `erpnet-oauth mock` runs.
 pub fn run_foreground(config: MockConfig, addr: SocketAddr) -> io::Result<()> {
-    let apps: Vec<String> =
-        config.apps.iter().map(|a| format!("  {} ({:?})", a.application_uri, a.client_type)).collect();
-    let users: Vec<String> = config.users.iter().map(|u| format!("  {}", u.username)).collect();
+    let shown = config.clone();
     let mock = MockErpNet::start_inner(config, addr, true)?;
-    let base = mock.base_url();
-    eprintln!("erpnet-oauth-mock: a fake ERP.net instance is listening on {base}");
-    eprintln!("  issuer:    {}", mock.issuer());
-    eprintln!("  discovery: {}/.well-known/openid-configuration", mock.issuer());
-    eprintln!("  Domain API: {base}/api/domain/odata/Crm_Customers?$top=10");
-    eprintln!("trusted apps:\n{}", apps.join("\n"));
-    eprintln!("users:\n{}", users.join("\n"));
-    eprintln!(
-        "demo credentials (default config): client_id={DEMO_CLIENT_ID} client_secret={DEMO_CLIENT_SECRET} \
-         redirect_uri={DEMO_REDIRECT_URI} user={DEMO_USER} password={DEMO_PASSWORD}"
-    );
-    eprintln!("admin: {base}/_mock/counters, POST {base}/_mock/clock/advance?seconds=N; Ctrl-C stops");
+    eprint!("{}", banner::banner(&shown, &mock.base_url(), &mock.issuer()));
     mock.wait();
     Ok(())
 }

@@ -4,7 +4,8 @@ mod common;
 
 use common::*;
 use erpnet_oauth_mock::{
-    ClientType, DEMO_CLIENT_ID, DEMO_POST_LOGOUT_REDIRECT_URI, DEMO_PUBLIC_CLIENT_ID, DEMO_REDIRECT_URI,
+    ClientType, DEMO_CLIENT_ID, DEMO_LOCALHOST_REDIRECT_URI, DEMO_LOOPBACK_REDIRECT_URI,
+    DEMO_POST_LOGOUT_REDIRECT_URI, DEMO_PUBLIC_CLIENT_ID, DEMO_REDIRECT_URI, DEMO_REDIRECT_URIS, MockConfig,
     TrustedApp,
 };
 
@@ -65,6 +66,52 @@ fn errors_before_the_redirect_uri_is_trusted_are_pages() {
         assert_eq!(r.status, 400, "{url}");
         assert!(r.header("location").is_none());
         assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    }
+}
+
+#[test]
+fn the_demo_apps_accept_the_guides_loopback_redirect_uris_exactly() {
+    // Every demo app registers the seed's URI and the CLI guide's two on port 8400, and no other.
+    for app in &MockConfig::default().apps {
+        assert_eq!(app.impersonate_login_urls, DEMO_REDIRECT_URIS, "{}", app.application_uri);
+    }
+    let mock = start();
+    let agent = agent();
+    for uri in [DEMO_LOOPBACK_REDIRECT_URI, DEMO_LOCALHOST_REDIRECT_URI] {
+        let r =
+            login_with(&agent, &mock, &code_url(&mock, &[("redirect_uri", uri)]), "admin", "admin-password");
+        assert_eq!(r.status, 302, "{uri}: {}", r.body);
+        let loc = r.header("location").unwrap();
+        assert!(loc.starts_with(&format!("{uri}?code=")), "{loc}");
+        // The code is bound to the redirect URI it was issued for.
+        let code = r.location_params()["code"].clone();
+        let exchanged = post_form(
+            &agent,
+            &token_url(&mock),
+            &[],
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", uri),
+                ("client_id", DEMO_CLIENT_ID),
+                ("client_secret", erpnet_oauth_mock::DEMO_CLIENT_SECRET),
+            ],
+        );
+        assert_eq!(exchanged.status, 200, "{uri}: {}", exchanged.body);
+    }
+    // Exact matching: another port, another path, a trailing slash, another case, https: refused (400 page).
+    for uri in [
+        "http://127.0.0.1:8401/signin-callback",
+        "http://127.0.0.1/signin-callback",
+        "http://127.0.0.1:8400/signin-callback/",
+        "http://127.0.0.1:8400/Signin-Callback",
+        "https://127.0.0.1:8400/signin-callback",
+        "http://[::1]:8400/signin-callback",
+        "http://localhost:8400/other",
+    ] {
+        let r = get(&agent, &code_url(&mock, &[("redirect_uri", uri)]), &[]);
+        assert_eq!(r.status, 400, "{uri}");
+        assert!(r.header("location").is_none(), "{uri}");
     }
 }
 

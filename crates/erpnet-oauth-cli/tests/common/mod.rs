@@ -613,6 +613,17 @@ pub fn browser() -> ureq::Agent {
 /// Plays the browser on the mock's login form and returns the `Location` of the redirect (the
 /// callback URL, with the code: remembered as a secret).
 pub fn browser_login(h: &Harness, authorize_url: &str) -> String {
+    let location = mock_sign_in(&h.instance(), authorize_url);
+    let url = url::Url::parse(&location).unwrap();
+    if let Some((_, code)) = url.query_pairs().find(|(k, _)| k == "code") {
+        h.secret(&code);
+    }
+    location
+}
+
+/// Plays the browser on the login form of the mock at `instance` as the demo user: GET `authorize_url`,
+/// POST the form. Returns the `Location` of the redirect to the redirect URI (not followed).
+pub fn mock_sign_in(instance: &str, authorize_url: &str) -> String {
     let agent = browser();
     let mut page = agent.get(authorize_url).call().unwrap();
     assert_eq!(page.status(), 200, "the authorize endpoint shows the login form");
@@ -621,7 +632,7 @@ pub fn browser_login(h: &Harness, authorize_url: &str) -> String {
     let html = page.body_mut().read_to_string().unwrap();
     assert!(html.contains(&format!("action=\"{LOGIN_PATH}\"")), "the page holds the login form");
     let answer = agent
-        .post(&format!("{}{LOGIN_PATH}", h.instance()))
+        .post(&format!("{instance}{LOGIN_PATH}"))
         .send_form([
             ("request_id", request_id.as_str()),
             ("username", DEMO_USER),
@@ -630,12 +641,7 @@ pub fn browser_login(h: &Harness, authorize_url: &str) -> String {
         ])
         .unwrap();
     assert_eq!(answer.status(), 302, "a successful login redirects to the redirect URI");
-    let location = answer.headers().get("location").and_then(|v| v.to_str().ok()).unwrap().to_owned();
-    let url = url::Url::parse(&location).unwrap();
-    if let Some((_, code)) = url.query_pairs().find(|(k, _)| k == "code") {
-        h.secret(&code);
-    }
-    location
+    answer.headers().get("location").and_then(|v| v.to_str().ok()).unwrap().to_owned()
 }
 
 fn is_b64url(c: char) -> bool {
