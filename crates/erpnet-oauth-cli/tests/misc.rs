@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::path::Path;
 
 fn home() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -244,4 +245,113 @@ fn mock_command_with_a_bad_config_is_a_usage_error() {
     let mut cmd = bare(dir.path());
     cmd.args(["mock", "--config"]).arg(dir.path().join("missing.json"));
     run(cmd).assert_only_error(2, &["missing.json"]);
+}
+
+/// Starts `erpnet-oauth mock --port 0` with `args`, reads its banner (up to "Ctrl-C stops"), stops it
+/// through its admin path and returns the banner; asserts the mock ended with exit 0.
+fn mock_banner(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = bare(dir);
+    cmd.args(["mock", "--port", "0"]).args(args).envs(env.iter().copied());
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    let mut banner = String::new();
+    loop {
+        let line = lines.next().expect("the mock prints its banner").unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.ends_with("Ctrl-C stops") {
+            break;
+        }
+    }
+    let first = banner.lines().next().unwrap_or_default();
+    let base = &first[first.find("http://127.0.0.1:").expect("the banner names the instance")..];
+    assert_eq!(browser().post(&format!("{base}/_mock/shutdown")).send_empty().unwrap().status(), 204);
+    let deadline = std::time::Instant::now() + PROCESS_DEADLINE;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "the mock did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    banner
+}
+
+#[test]
+fn mock_banner_shows_the_default_demo_configuration() {
+    let dir = home();
+    let banner = mock_banner(dir.path(), &[], &[]);
+    let lines: Vec<&str> = banner.lines().map(str::trim).collect();
+    assert!(
+        lines.contains(&"my.trusted.app/first: confidential, secret my_plain_app_secret (the demo secret)"),
+        "{banner}"
+    );
+    assert!(lines.contains(&"my.trusted.app/public: public (PKCE, no secret)"), "{banner}");
+    assert!(
+        lines.contains(
+            &"redirect URIs (exact match): http://localhost/signin-callback http://127.0.0.1:8400/signin-callback \
+              http://localhost:8400/signin-callback"
+        ),
+        "{banner}"
+    );
+    assert!(lines.contains(&"admin, password admin-password (the demo password)"), "{banner}");
+}
+
+#[test]
+fn mock_banner_shows_the_configuration_loaded_and_no_demo_credential() {
+    let dir = home();
+    let file = dir.path().join("mock.json");
+    // Another confidential app (secret "s3cret-of-mine"), a public one, another user.
+    let config = serde_json::json!({
+        "apps": [
+            {"name": "Mine", "application_uri": "my.company/app", "client_type": "Confidential",
+             "application_secret_hash": "iKtroCJv66gLKQzV5hCHSIJ34incIUBs1kn7yNhFc6I=",
+             "impersonate_login_urls": ["http://127.0.0.1:9100/cb"]},
+            {"ApplicationUri": "my.company/spa", "ClientType": "Public", "Name": "SPA",
+             "ImpersonateLoginUrl": ["http://localhost:9200/cb"]}
+        ],
+        "users": [{"username": "bob", "password": "bobs-password", "id": "1", "name": "Bob", "email": "b@x"}]
+    });
+    std::fs::write(&file, config.to_string()).unwrap();
+    let extra = "http://127.0.0.1:9300/signin-callback";
+    for (args, env) in [
+        (vec!["--config", file.to_str().unwrap(), "--redirect-uri", extra], vec![]),
+        (vec!["--config", file.to_str().unwrap()], vec![("ERPNET_REDIRECT_URI", extra)]),
+    ] {
+        let banner = mock_banner(dir.path(), &args, &env);
+        let lines: Vec<&str> = banner.lines().map(str::trim).collect();
+        for line in [
+            "my.company/app: confidential, secret as in the configuration (only its hash is known here)",
+            "redirect URIs (exact match): http://127.0.0.1:9100/cb http://127.0.0.1:9300/signin-callback",
+            "my.company/spa: public (PKCE, no secret)",
+            "redirect URIs (exact match): http://localhost:9200/cb http://127.0.0.1:9300/signin-callback",
+            "bob, password as in the configuration",
+        ] {
+            assert!(lines.contains(&line), "{line:?} not in {banner}");
+        }
+        for absent in [
+            "my.trusted.app",
+            "my_plain_app_secret",
+            "admin,",
+            "admin-password",
+            "bobs-password",
+            "s3cret-of-mine",
+            ":8400",
+        ] {
+            assert!(!banner.contains(absent), "{absent:?} in {banner}");
+        }
+    }
+}
+
+#[test]
+fn mock_with_a_redirect_uri_that_is_not_a_url_is_a_usage_error() {
+    let dir = home();
+    let mut cmd = bare(dir.path());
+    cmd.args(["mock", "--port", "0", "--redirect-uri", "not a url"]);
+    run(cmd).assert_only_error(2, &["not a URL"]);
 }
