@@ -1,7 +1,9 @@
 //! `cargo xtask ci`: what CI runs, and the README's test command. On a fresh machine it installs what the
 //! tests need (headless Chromium and its WebDriver for the web example's browser test, through
 //! `scripts/install-browser.sh`; cargo-fuzz through `cargo xtask fuzz`), then runs every test of the workspace
-//! (the conformance suite included) and a short run of each fuzz target.
+//! (the conformance suite included), `cargo xtask package` (every publishable crate packaged and built from
+//! its package, in dependency order: a crate that cannot be published fails CI) and a short run of each fuzz
+//! target.
 
 use crate::bench::{cargo, workspace_root};
 use std::process::{Command, ExitCode};
@@ -40,6 +42,11 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut tests = Command::new(cargo());
     tests.args(["test", "--workspace"]);
     if !step("cargo test --workspace", tests) {
+        return ExitCode::FAILURE;
+    }
+    eprintln!("\n==> cargo xtask package");
+    if !crate::package::run(false) {
+        eprintln!("cargo xtask package failed");
         return ExitCode::FAILURE;
     }
     eprintln!("\n==> cargo xtask fuzz --smoke");

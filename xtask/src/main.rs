@@ -7,12 +7,13 @@ mod bench;
 mod ci;
 mod deps;
 mod fuzz;
+mod package;
 
 use std::process::ExitCode;
 use xtask::conformance::{self, AsyncDriver, CoreDriver, Driver, Report, UreqDriver};
 
 const USAGE: &str = "usage: cargo xtask conformance [--driver core|ureq|async|all] [--filter SUBSTR]
-       cargo xtask ci | bench [--quick] | deps | fuzz [--smoke | --seconds N]";
+       cargo xtask ci | bench [--quick] | deps | fuzz [--smoke | --seconds N] | package [--allow-dirty]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         Some("deps") => deps::main(args.get(1..).unwrap_or_default()),
         Some("fuzz") => fuzz::main(args.get(1..).unwrap_or_default()),
         Some("ci") => ci::main(args.get(1..).unwrap_or_default()),
+        Some("package") => package::main(args.get(1..).unwrap_or_default()),
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
