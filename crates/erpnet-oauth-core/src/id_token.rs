@@ -561,10 +561,10 @@ fn check_claims(
         if exp <= iat {
             return Err(IdTokenError::Expired { exp, now: iat });
         }
-        if let Some(nbf) = c.nbf.map(unix) {
-            if nbf >= exp {
-                return Err(IdTokenError::NotYetValid { nbf, now: iat });
-            }
+        if let Some(nbf) = c.nbf.map(unix)
+            && nbf >= exp
+        {
+            return Err(IdTokenError::NotYetValid { nbf, now: iat });
         }
     } else {
         let skew = client.clock_skew();
@@ -576,10 +576,10 @@ fn check_claims(
         if iat > now_s.saturating_add(skew_s) {
             return Err(IdTokenError::IssuedInFuture { iat, now: now_s });
         }
-        if let Some(nbf) = c.nbf.map(unix) {
-            if nbf > now_s.saturating_add(skew_s) {
-                return Err(IdTokenError::NotYetValid { nbf, now: now_s });
-            }
+        if let Some(nbf) = c.nbf.map(unix)
+            && nbf > now_s.saturating_add(skew_s)
+        {
+            return Err(IdTokenError::NotYetValid { nbf, now: now_s });
         }
     }
     if let Some(sent) = expect.nonce {
@@ -598,10 +598,10 @@ fn check_claims(
             Some(_) => Err(IdTokenError::InvalidClaim { claim, reason: "it is not a string" }),
         }
     };
-    if let (Some(at_hash), Some(token)) = (hash("at_hash")?, expect.access_token) {
-        if !constant_time_eq(at_hash.as_bytes(), half_hash(token.secret()).as_bytes()) {
-            return Err(IdTokenError::AtHashMismatch);
-        }
+    if let (Some(at_hash), Some(token)) = (hash("at_hash")?, expect.access_token)
+        && !constant_time_eq(at_hash.as_bytes(), half_hash(token.secret()).as_bytes())
+    {
+        return Err(IdTokenError::AtHashMismatch);
     }
     match (hash("c_hash")?, expect.code) {
         (Some(c_hash), Some(code))
@@ -695,10 +695,10 @@ impl IdTokenClaims {
         if fresh.auth_time.is_some() && self.auth_time.is_some() && fresh.auth_time != self.auth_time {
             return Err(IdTokenError::Changed { claim: "auth_time" });
         }
-        if let (Some(got), Some(original)) = (&fresh.nonce, &self.nonce) {
-            if got != original {
-                return Err(IdTokenError::NonceMismatch);
-            }
+        if let (Some(got), Some(original)) = (&fresh.nonce, &self.nonce)
+            && got != original
+        {
+            return Err(IdTokenError::NonceMismatch);
         }
         Ok(fresh)
     }

@@ -710,12 +710,12 @@ impl TokenManager {
         let State::Verifying { id, tokens, fetch } = &mut self.state else { return };
         let id = *id;
         let Some(new) = tokens.id_token.clone() else { return };
-        if *fetch == KeyFetch::None {
-            if let Some(request) = self.keys.poll_fetch(&self.client, &new, now) {
-                *fetch = KeyFetch::Sent;
-                self.outputs.push_back(Output::FetchKeys { id, request });
-                return;
-            }
+        if *fetch == KeyFetch::None
+            && let Some(request) = self.keys.poll_fetch(&self.client, &new, now)
+        {
+            *fetch = KeyFetch::Sent;
+            self.outputs.push_back(Output::FetchKeys { id, request });
+            return;
         }
         // No answered fetch for this token: either it failed, or the cache may not fetch again yet (the
         // last fetch, less than the refetch interval ago, failed or was abandoned).

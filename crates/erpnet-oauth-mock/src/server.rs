@@ -132,41 +132,41 @@ async fn dispatch(
             },
         }
     };
-    if let Some(endpoint) = Endpoint::for_path(req.uri().path()) {
-        if let Some(fault) = shared.faults.take(endpoint) {
-            shared.counters.faults_applied.fetch_add(1, Ordering::Relaxed);
-            match fault {
-                Fault::Delay(d) => tokio::time::sleep(d).await,
-                Fault::Status(code) => {
-                    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                    let body = format!(
-                        "<html><head><title>{0}</title></head><body><h1>{0} {1}</h1></body></html>",
-                        status.as_u16(),
-                        status.canonical_reason().unwrap_or("Error")
-                    );
-                    return response(status, "text/html; charset=utf-8", body);
-                }
-                Fault::MalformedBody => {
-                    return response(
-                        StatusCode::OK,
-                        "application/json; charset=utf-8",
-                        "{\"access_token\": \"ey",
-                    );
-                }
-                Fault::RateLimited { retry_after_secs } => {
-                    let mut r = crate::util::json(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        &json!({ "message": "Too many requests", "code": "RateLimited" }),
-                    );
-                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                    return r;
-                }
-                Fault::DropConnection => {
-                    kill.notify_one();
-                    return std::future::pending().await;
-                }
-                Fault::Hang => return std::future::pending().await,
+    if let Some(endpoint) = Endpoint::for_path(req.uri().path())
+        && let Some(fault) = shared.faults.take(endpoint)
+    {
+        shared.counters.faults_applied.fetch_add(1, Ordering::Relaxed);
+        match fault {
+            Fault::Delay(d) => tokio::time::sleep(d).await,
+            Fault::Status(code) => {
+                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let body = format!(
+                    "<html><head><title>{0}</title></head><body><h1>{0} {1}</h1></body></html>",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or("Error")
+                );
+                return response(status, "text/html; charset=utf-8", body);
             }
+            Fault::MalformedBody => {
+                return response(
+                    StatusCode::OK,
+                    "application/json; charset=utf-8",
+                    "{\"access_token\": \"ey",
+                );
+            }
+            Fault::RateLimited { retry_after_secs } => {
+                let mut r = crate::util::json(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    &json!({ "message": "Too many requests", "code": "RateLimited" }),
+                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                return r;
+            }
+            Fault::DropConnection => {
+                kill.notify_one();
+                return std::future::pending().await;
+            }
+            Fault::Hang => return std::future::pending().await,
         }
     }
     match router.call(req).await {

@@ -253,10 +253,10 @@ impl Shared {
     }
 
     pub(crate) fn revoke_grant(&self, store: &mut Store, id: u64) {
-        if let Some(g) = store.grants.get(&id) {
-            if !g.revoked.swap(true, Ordering::AcqRel) {
-                self.counters.grants_revoked.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(g) = store.grants.get(&id)
+            && !g.revoked.swap(true, Ordering::AcqRel)
+        {
+            self.counters.grants_revoked.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -196,10 +196,10 @@ impl Slot {
             if state.closing {
                 return Err(Intercepted::Drop);
             }
-            if let Some(action) = &state.action {
-                if !(action.open && action.wire.exhausted()) {
-                    return Ok(action.clone());
-                }
+            if let Some(action) = &state.action
+                && !(action.open && action.wire.exhausted())
+            {
+                return Ok(action.clone());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -257,12 +257,11 @@ fn discovery_at_the_mock(
         return response;
     };
     for (name, value) in &mut doc {
-        if let serde_json::Value::String(url) = value {
-            if name != "issuer" {
-                if let Some(rest) = url.strip_prefix(case_origin) {
-                    *url = format!("{mock_origin}{rest}");
-                }
-            }
+        if let serde_json::Value::String(url) = value
+            && name != "issuer"
+            && let Some(rest) = url.strip_prefix(case_origin)
+        {
+            *url = format!("{mock_origin}{rest}");
         }
     }
     let (mut parts, _) = response.into_parts();

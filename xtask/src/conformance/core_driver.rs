@@ -133,7 +133,7 @@ pub(super) fn view(t: &TokenSet) -> TokensView {
 
 pub(super) fn hex(s: &str) -> Harness<Vec<u8>> {
     let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("random.hex has an odd number of digits".to_owned());
     }
     (0..s.len())

@@ -237,10 +237,10 @@ fn run_step(
                     return Err(format!("`{a}` appears twice among values that must differ"));
                 }
             }
-            if let Some(first) = equal.first() {
-                if let Some(other) = equal.iter().find(|v| *v != first) {
-                    return Err(format!("`{first}` and `{other}` differ"));
-                }
+            if let Some(first) = equal.first()
+                && let Some(other) = equal.iter().find(|v| *v != first)
+            {
+                return Err(format!("`{first}` and `{other}` differ"));
             }
             if let Some(p) = pkce_s256 {
                 if !message::is_pkce_verifier(&p.verifier) {
@@ -410,14 +410,14 @@ fn check_tokens(driver: &dyn Driver, expected: Option<&TokensExpect>) -> Result<
             Some(w) => Err(format!("{what} is {:?}, expected `{w}`", got.as_deref().map(short))),
         }
     };
-    if let Some(at) = &expected.access_token {
-        if *at != actual.access_token {
-            return Err(format!(
-                "the access token is `{}`, expected `{}`",
-                short(&actual.access_token),
-                short(at)
-            ));
-        }
+    if let Some(at) = &expected.access_token
+        && *at != actual.access_token
+    {
+        return Err(format!(
+            "the access token is `{}`, expected `{}`",
+            short(&actual.access_token),
+            short(at)
+        ));
     }
     opt("the refresh token", &expected.refresh_token, &actual.refresh_token)?;
     opt("the ID token", &expected.id_token, &actual.id_token)?;
