@@ -1,9 +1,10 @@
 //! `cargo xtask ci`: what CI runs, and the README's test command. On a fresh machine it installs what the
 //! tests need (headless Chromium and its WebDriver for the web example's browser test, through
 //! `scripts/install-browser.sh`; cargo-fuzz through `cargo xtask fuzz`), then runs every test of the workspace
-//! (the conformance suite included), `cargo xtask package` (every publishable crate packaged and built from
-//! its package, in dependency order: a crate that cannot be published fails CI) and a short run of each fuzz
-//! target.
+//! (the conformance suite included) and a short run of each fuzz target.
+//!
+//! Between the tests and the fuzz targets it runs `cargo xtask package`: every publishable crate packaged and
+//! built from its package, in dependency order, so that a crate that cannot be published fails CI.
 
 use crate::bench::{cargo, workspace_root};
 use std::process::{Command, ExitCode};
