@@ -561,6 +561,7 @@ mod tests {
             secret_of(&s).unwrap(),
             Some(("saved-one".to_owned(), SecretSource::Saved(SecretPlace::File)))
         );
+        assert!(!format!("{s:?}").contains("saved-one"), "loaded, and still not in Debug");
         let s = resolve(&[], &|k| (k == "ERPNET_CLIENT_SECRET").then(|| "from-env".to_owned()));
         assert_eq!(secret_of(&s).unwrap(), Some(("from-env".to_owned(), SecretSource::Env)));
         // Another instance or client: the saved secret is not theirs.
