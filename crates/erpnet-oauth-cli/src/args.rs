@@ -23,8 +23,9 @@ pub struct Global {
     /// The trusted application's ApplicationUri (may contain '/').
     #[arg(long, global = true, env = "ERPNET_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,
-    /// A file holding the plain client secret of a confidential app (else ERPNET_CLIENT_SECRET; neither:
-    /// a public client, PKCE only). There is deliberately no flag for the secret itself.
+    /// A file holding the plain client secret of a confidential app (else ERPNET_CLIENT_SECRET, else the
+    /// one `login` saved for the profile; none: a public client, PKCE only). There is deliberately no flag
+    /// for the secret itself.
     #[arg(long, global = true, value_name = "PATH")]
     pub client_secret_file: Option<PathBuf>,
     /// The registered redirect URI: http://127.0.0.1:PORT/PATH or http://localhost:PORT/PATH.
