@@ -79,6 +79,9 @@ fn status_names_each_disagreement_with_the_stored_login() {
     h.login();
     h.mock().reset_counters();
     let other = "http://127.0.0.1:9";
+    let files =
+        |h: &Harness| [h.token_file(), h.profile_file(), h.secret_file()].map(|f| std::fs::read(f).unwrap());
+    let before = files(&h);
 
     // Another instance, by flag: the tokens cannot be used with it.
     let o = h.run(h.cli_without(&["--instance"], &["--instance", other, "status", "--json"]));
@@ -135,6 +138,7 @@ fn status_names_each_disagreement_with_the_stored_login() {
     assert_eq!(json(&o)["mismatches"], serde_json::json!([]));
 
     assert_eq!(h.mock().counters(), Counters::default(), "status asks the server nothing");
+    assert!(files(&h) == before, "and changes nothing in the store");
 }
 
 #[test]
@@ -170,6 +174,9 @@ fn status_all_lists_every_profile() {
     cmd.env_remove("ERPNET_CLIENT_SECRET");
     h.run(cmd).assert_success();
 
+    assert_eq!(files_of(&h, "default"), (true, true, true));
+    assert_eq!(files_of(&h, "pub"), (true, false, false), "logged out, settings kept, no secret");
+
     // Flags naming one login are not compared with every profile.
     let o = h.run(
         h.cli_without(&["--instance"], &["--instance", "http://127.0.0.1:9", "status", "--all", "--json"]),
@@ -204,6 +211,7 @@ fn status_all_lists_every_profile() {
     assert!(blocks[0].starts_with("profile:       default\n") && blocks[0].contains("logged in:     yes"));
     assert!(blocks[1].starts_with("profile:       pub\n") && blocks[1].contains("logged in:     no"));
     assert!(blocks[1].contains("client secret: none"), "{o:#?}");
+    assert_eq!((files_of(&h, "default"), files_of(&h, "pub")), ((true, true, true), (true, false, false)));
 }
 
 #[test]
