@@ -159,13 +159,18 @@ impl Settings {
         };
         match (loaded, saved.secret) {
             (Some(secret), Some(place)) => Ok(Some((secret, SecretSource::Saved(place)))),
-            _ if saved.confidential => Err(Failure::usage(format!(
-                "profile {} needs its client secret: pass --client-secret-file PATH or set \
-                 ERPNET_CLIENT_SECRET (or log in again to save it)",
-                self.profile
-            ))),
+            _ if saved.confidential => Err(self.needs_secret()),
             _ => Ok(None),
         }
+    }
+
+    /// The failure of a profile that logged in with a client secret and has none now.
+    pub fn needs_secret(&self) -> Failure {
+        Failure::usage(format!(
+            "profile {} needs its client secret: pass --client-secret-file PATH or set ERPNET_CLIENT_SECRET \
+             (or log in again to save it)",
+            self.profile
+        ))
     }
 
     /// The token file of the profile.

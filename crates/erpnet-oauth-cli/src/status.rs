@@ -5,7 +5,7 @@
 use crate::args::Global;
 use crate::commands::{json_line, print_line};
 use crate::errors::failure;
-use crate::exit::{Code, Failure};
+use crate::exit::Failure;
 use crate::saved_secret::SecretPlace;
 use crate::settings::{self, Settings, same_instance};
 use erpnet_oauth_core::id_token::UnverifiedClaims;
@@ -116,6 +116,8 @@ struct Report {
     /// Why the stored tokens cannot be used now (then `logged_in` is false), as the failure `status`
     /// ends with: exit 3 for "log in", exit 2 for settings that do not fit the stored login.
     problem: Option<Failure>,
+    /// The problem in a few words, for the human form.
+    why_not: &'static str,
 }
 
 impl Report {
@@ -176,7 +178,10 @@ impl Report {
         }
 
         let has_tokens = tokens.is_some();
-        let problem = problem(settings, file, &mismatches);
+        let (problem, why_not) = match problem(settings, file, &mismatches, secret) {
+            Some((problem, why)) => (Some(problem), why),
+            None => (None, ""),
+        };
         Ok(Report {
             profile: settings.profile.clone(),
             instance,
@@ -191,6 +196,7 @@ impl Report {
             confidential: saved.is_some_and(|s| s.confidential),
             mismatches,
             problem,
+            why_not,
         })
     }
 
@@ -264,8 +270,7 @@ impl Report {
             "logged in:     {}",
             match &self.problem {
                 None => "yes".to_owned(),
-                Some(p) if p.code == Code::LoginRequired => "no (run `erpnet-oauth login`)".to_owned(),
-                Some(_) => "no (the stored login does not fit the settings given)".to_owned(),
+                Some(_) => format!("no ({})", self.why_not),
             }
         ));
         for m in &self.mismatches {
@@ -280,38 +285,51 @@ impl Report {
     }
 }
 
-/// Why the stored tokens cannot be used with the settings in effect (`None`: they can).
-fn problem(settings: &Settings, file: Option<StoreFile>, mismatches: &[Mismatch]) -> Option<Failure> {
+/// Why `token` could not use the stored tokens with the settings in effect (`None`: it could), with the
+/// reason in a few words. `secret`: where the profile's secret is saved (and is there).
+fn problem(
+    settings: &Settings,
+    file: Option<StoreFile>,
+    mismatches: &[Mismatch],
+    secret: Option<SecretPlace>,
+) -> Option<(Failure, &'static str)> {
+    const ANOTHER_LOGIN: &str = "the stored login is not the one the settings given name";
+    const LOG_IN: &str = "run `erpnet-oauth login`";
     let not_logged_in = || {
         Failure::login_required(format!(
             "not logged in (profile `{}`): run `erpnet-oauth login`",
             settings.profile
         ))
     };
-    let Some(file) = file else { return Some(not_logged_in()) };
+    let Some(file) = file else { return Some((not_logged_in(), LOG_IN)) };
     if mismatches.iter().any(|m| matches!(m.setting, "instance" | "client_id")) {
         if let Err(e) = settings.check_saved_matches() {
-            return Some(e);
+            return Some((e, ANOTHER_LOGIN));
         }
     }
     // Without an instance and a client id, `token` could not use the tokens either.
     let Some(expected) = settings.issued_to() else {
-        return Some(
-            settings.instance().and_then(|_| settings.client_id()).err().unwrap_or_else(not_logged_in),
-        );
+        let e = settings.instance().and_then(|_| settings.client_id()).err().unwrap_or_else(not_logged_in);
+        return Some((e, "no instance or client id: pass them"));
     };
     let tokens = match file.tokens_for(&expected) {
         Ok(tokens) => tokens,
         Err(stored) => {
             let e = StoreError::IssuedToAnother { path: settings.token_path(), stored, expected };
-            return settings.store_failure(&e);
+            return settings.store_failure(&e).map(|e| (e, ANOTHER_LOGIN));
         }
     };
+    // A confidential login with no secret given and none saved: `token` stops before any request.
+    let confidential = settings.saved_for_this_client().is_some_and(|s| s.confidential);
+    if confidential && settings.given_secret.is_none() && secret.is_none() {
+        return Some((settings.needs_secret(), "its client secret is needed: see the error line"));
+    }
     let expired = tokens.expires_at.is_some_and(|at| at <= SystemTime::now());
     if expired && tokens.refresh_token.is_none() {
-        return Some(Failure::login_required(
+        let e = Failure::login_required(
             "the access token has expired and there is no refresh token: run `erpnet-oauth login`",
-        ));
+        );
+        return Some((e, LOG_IN));
     }
     None
 }

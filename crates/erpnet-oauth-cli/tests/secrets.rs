@@ -126,17 +126,25 @@ fn no_save_secret_leaves_no_secret_and_a_later_refresh_names_the_flag_without_se
     let tokens = tokens_expired;
     assert_eq!(h.mock().counters(), Counters::default(), "no request was sent");
     assert_eq!(std::fs::read(h.token_file()).unwrap(), tokens, "the tokens are kept");
+    // `status` agrees: not usable as things are, and why.
     let o = h.run(no_secret(&h, &["status", "--json"]));
+    o.assert_only_error(2, &[NEEDS_SECRET]);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        (v["logged_in"].as_bool(), v["has_refresh_token"].as_bool()),
+        (Some(false), Some(true)),
+        "{v}"
+    );
     assert!(v["secret"].is_null(), "{v}");
     let o = h.run(no_secret(&h, &["status"]));
-    assert!(
-        o.stdout
-            .lines()
-            .any(|l| l
-                == "client secret: not saved: pass --client-secret-file PATH or set ERPNET_CLIENT_SECRET"),
-        "{o:#?}"
-    );
+    o.assert_only_error(2, &[NEEDS_SECRET]);
+    let line = "client secret: not saved: pass --client-secret-file PATH or set ERPNET_CLIENT_SECRET";
+    assert!(o.stdout.lines().any(|l| l == line), "{o:#?}");
+    assert!(o.stdout.lines().any(|l| l.starts_with("logged in:     no (its client secret")), "{o:#?}");
+    // With the secret in the environment, the login is usable.
+    let o = h.run(h.store_only(&["status", "--json"]));
+    o.assert_success();
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&o.stdout).unwrap()["logged_in"], true);
 
     // Given again, it works (and is still not saved).
     let mut cmd = no_secret(&h, &["token"]);
