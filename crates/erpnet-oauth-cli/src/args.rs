@@ -15,7 +15,7 @@ pub struct Cli {
 }
 
 /// Settings shared by every command (flag, or environment variable when the flag is absent).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// The instance base URL, e.g. https://demodb.my.erp.net (identity server at {instance}/id).
     #[arg(long, global = true, env = "ERPNET_INSTANCE", value_name = "URL")]
@@ -23,8 +23,9 @@ pub struct Global {
     /// The trusted application's ApplicationUri (may contain '/').
     #[arg(long, global = true, env = "ERPNET_CLIENT_ID", value_name = "ID")]
     pub client_id: Option<String>,
-    /// A file holding the plain client secret of a confidential app (else ERPNET_CLIENT_SECRET; neither:
-    /// a public client, PKCE only). There is deliberately no flag for the secret itself.
+    /// A file holding the plain client secret of a confidential app (else ERPNET_CLIENT_SECRET, else the
+    /// one `login` saved for the profile; none: a public client, PKCE only). There is deliberately no flag
+    /// for the secret itself.
     #[arg(long, global = true, value_name = "PATH")]
     pub client_secret_file: Option<PathBuf>,
     /// The registered redirect URI: http://127.0.0.1:PORT/PATH or http://localhost:PORT/PATH.
@@ -36,8 +37,8 @@ pub struct Global {
     /// Where tokens are kept (default: the platform's config directory, erpnet-oauth/).
     #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", value_name = "DIR")]
     pub store: Option<PathBuf>,
-    /// Keeps several logins apart.
-    #[arg(long, global = true, default_value = "default", value_name = "NAME")]
+    /// Keeps several logins apart (each has its own settings, tokens and saved secret).
+    #[arg(long, global = true, env = "ERPNET_PROFILE", default_value = "default", value_name = "NAME")]
     pub profile: String,
     /// Bound on every network call, in seconds.
     #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS",
@@ -63,6 +64,10 @@ pub enum Command {
         #[arg(long, default_value_t = 300, value_name = "SECONDS",
               value_parser = clap::value_parser!(u64).range(1..=86_400))]
         wait: u64,
+        /// Do not save the client secret with the profile (and delete one saved before): later commands
+        /// then need --client-secret-file or ERPNET_CLIENT_SECRET.
+        #[arg(long)]
+        no_save_secret: bool,
     },
     /// Print a valid access token on stdout, refreshing it first when needed.
     Token,
@@ -82,14 +87,22 @@ pub enum Command {
         #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
         headers: Vec<String>,
     },
-    /// Show the login's state (never a token).
+    /// Show the stored login (never a token or secret) and where the flags disagree with it.
     Status {
-        /// One JSON object on stdout.
+        /// One JSON object on stdout (with --all: a JSON array of them).
         #[arg(long)]
         json: bool,
+        /// Every profile of the store, each judged by its own saved settings.
+        #[arg(long)]
+        all: bool,
     },
-    /// Revoke the refresh token where the server offers it, then delete the stored tokens.
-    Logout,
+    /// Revoke the refresh token where the server offers it, then delete the stored tokens (the profile's
+    /// settings are kept for the next login).
+    Logout {
+        /// Also delete the profile's settings and its saved client secret.
+        #[arg(long)]
+        forget: bool,
+    },
     /// Read a secret on stdin; print base64(sha256(secret)), the ApplicationSecretHash.
     HashSecret,
     /// Run the seed's whole story against an embedded mock ERP.net.

@@ -3,10 +3,9 @@
 use crate::args::{Cli, Command};
 use crate::errors::failure;
 use crate::exit::Failure;
-use crate::settings::{self, Settings};
-use erpnet_oauth_core::id_token::UnverifiedClaims;
+use crate::settings::Settings;
 use erpnet_oauth_core::{ProviderMetadata, TokenSet, escape};
-use erpnet_oauth_ureq::{Error, FileStore, HttpOptions, Revocation, Session};
+use erpnet_oauth_ureq::{Error, HttpOptions, Session};
 use std::io::{Read as _, Write as _};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -36,9 +35,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             crate::demo::mock(port, config.as_deref(), cli.global.redirect_uri.as_deref())
         }
         Command::Demo => crate::demo::run(cli.global.verbose),
-        Command::Login { no_browser, wait } => {
+        Command::Login { no_browser, wait, no_save_secret } => {
             let settings = Settings::resolve(&cli.global, env)?;
-            crate::login::run(&settings, no_browser, Duration::from_secs(wait))
+            crate::login::run(&settings, no_browser, Duration::from_secs(wait), no_save_secret)
         }
         Command::Token => {
             let session = open_session(&Settings::resolve(&cli.global, env)?)?;
@@ -57,12 +56,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let session = open_session(&Settings::resolve(&cli.global, env)?)?;
             call(&session, &method, &url, data, &headers)
         }
-        Command::Status { json } => status(&Settings::resolve(&cli.global, env)?, json),
-        Command::Logout => logout(&Settings::resolve(&cli.global, env)?),
+        Command::Status { json, all } => crate::status::run(&cli.global, env, json, all),
+        Command::Logout { forget } => crate::logout::run(&Settings::resolve(&cli.global, env)?, forget),
     }
 }
 
-fn print_line(s: &str) -> Result<(), Failure> {
+pub(crate) fn print_line(s: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{s}")
         .and_then(|()| out.flush())
@@ -169,82 +168,11 @@ fn call(
     }
 }
 
-fn status(settings: &Settings, json: bool) -> Result<(), Failure> {
-    // Tokens of another instance or client than the one given are refused, not shown as this login's.
-    let mut store = FileStore::new(settings.token_path());
-    if let Some(issued_to) = settings.issued_to() {
-        store = store.bound_to(issued_to);
-    }
-    let tokens = store.load().map_err(|e| settings.store_failure(&e).unwrap_or_else(|| failure(e.into())))?;
-    let subject = tokens
-        .as_ref()
-        .and_then(|t| t.id_token.as_ref())
-        .and_then(|t| UnverifiedClaims::decode(t).ok())
-        .and_then(|c| c.value.get("sub").and_then(|s| s.as_str()).map(str::to_owned));
-    let scopes: Vec<String> =
-        tokens.as_ref().map(|t| t.scopes.iter().map(str::to_owned).collect()).unwrap_or_default();
-    let expires_at = tokens
-        .as_ref()
-        .and_then(|t| t.expires_at)
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs());
-    let has_refresh_token = tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
-    if json {
-        let value = serde_json::json!({
-            "profile": settings.profile,
-            "logged_in": tokens.is_some(),
-            "instance": settings.instance,
-            "client_id": settings.client_id,
-            "subject": subject,
-            "scopes": scopes,
-            "access_token_expires_at": expires_at,
-            "has_refresh_token": has_refresh_token,
-        });
-        print_line(&json_line(&value))?;
-        return not_logged_in(settings, tokens.is_none());
-    }
-    let or_none = |v: Option<&str>| v.unwrap_or("(not set)").to_owned();
-    let mut lines = vec![
-        format!("profile:       {}", settings.profile),
-        format!("instance:      {}", or_none(settings.instance.as_deref())),
-        format!("client id:     {}", or_none(settings.client_id.as_deref())),
-    ];
-    match &tokens {
-        None => lines.push("logged in:     no (run `erpnet-oauth login`)".to_owned()),
-        Some(_) => {
-            // The subject and the scopes are the server's text (issue 13).
-            let subject = subject.as_deref().map_or("(unknown: no ID token)".into(), escape);
-            lines.push(format!("subject:       {subject}"));
-            lines.push(format!("scopes:        {}", escape(&scopes.join(" "))));
-            lines.push(format!(
-                "access token:  {}",
-                match expires_at {
-                    Some(at) => {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .map(|d| d.as_secs())
-                            .unwrap_or(0);
-                        if at > now {
-                            format!("expires at {at} (Unix time), in {} s", at - now)
-                        } else {
-                            format!("expired at {at} (Unix time); the next use refreshes it")
-                        }
-                    }
-                    None => "expiry unknown".to_owned(),
-                }
-            ));
-            lines.push(format!("refresh token: {}", if has_refresh_token { "held" } else { "none" }));
-        }
-    }
-    print_line(&lines.join("\n"))?;
-    not_logged_in(settings, tokens.is_none())
-}
-
 /// `value` as one line of JSON that no terminal obeys: serde_json escapes the C0 controls; the other
 /// characters [`escape`] replaces (DEL, C1, bidi controls, line separators) are written `\uXXXX` too, which
 /// JSON reads as the same string (all are in the Basic Multilingual Plane, and outside strings JSON text
 /// is ASCII).
-fn json_line(value: &serde_json::Value) -> String {
+pub(crate) fn json_line(value: &serde_json::Value) -> String {
     let text = value.to_string();
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -255,39 +183,6 @@ fn json_line(value: &serde_json::Value) -> String {
         }
     }
     out
-}
-
-/// `status` prints what it knows either way, then exits 3 (login required) when no tokens are held.
-fn not_logged_in(settings: &Settings, not_logged_in: bool) -> Result<(), Failure> {
-    if not_logged_in {
-        return Err(Failure::login_required(format!(
-            "not logged in (profile `{}`): run `erpnet-oauth login`",
-            settings.profile
-        )));
-    }
-    Ok(())
-}
-
-fn logout(settings: &Settings) -> Result<(), Failure> {
-    let store = FileStore::new(settings.token_path());
-    if store.load().map_err(|e| failure(e.into()))?.is_none() {
-        settings::remove_profile(settings)?;
-        eprintln!("Not logged in (profile `{}`); nothing to do", settings.profile);
-        return Ok(());
-    }
-    // Revoke at the server when it offers revocation, with the same client authentication as at the
-    // token endpoint; local logout happens whatever the outcome.
-    let session = open_session(settings)?;
-    let logout = session.logout().map_err(failure)?;
-    match logout.revocation {
-        Revocation::Revoked => eprintln!("Revoked the refresh token at the server"),
-        Revocation::Failed(e) => eprintln!("warning: the refresh token was not revoked at the server: {e}"),
-        Revocation::NotOffered => eprintln!("warning: the server offers no revocation endpoint"),
-        _ => {}
-    }
-    settings::remove_profile(settings)?;
-    eprintln!("Logged out (profile `{}`): the stored tokens were deleted", settings.profile);
-    Ok(())
 }
 
 fn hash_secret() -> Result<(), Failure> {

@@ -4,15 +4,25 @@
 use crate::commands::discover;
 use crate::errors::failure;
 use crate::exit::Failure;
-use crate::settings::{self, SavedProfile, Settings};
+use crate::saved_secret::SecretPlace;
+use crate::settings::{self, SavedProfile, SecretSource, Settings};
 use erpnet_oauth_core::{AuthorizationRequest, is_loopback};
-use erpnet_oauth_ureq::{HttpClient, HttpOptions, LoginOutcome, RedirectListener, Session};
+use erpnet_oauth_ureq::{
+    FileStore, HttpClient, HttpOptions, LoginOutcome, RedirectListener, Session, StoreError,
+};
 use std::io::IsTerminal as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
-pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), Failure> {
+/// Logs in. The client secret in effect is saved with the profile unless `no_save_secret` (which deletes
+/// one saved before).
+pub fn run(
+    settings: &Settings,
+    no_browser: bool,
+    wait: Duration,
+    no_save_secret: bool,
+) -> Result<(), Failure> {
     settings.instance()?;
     settings.client_id()?;
     let redirect = settings.redirect_uri.as_deref().ok_or_else(|| {
@@ -24,6 +34,15 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     check_redirect(redirect)?;
     settings::create_store_dir(&settings.store_dir)?;
     settings::check_writable(&settings.store_dir)?;
+    // A token file that holds no tokens is what a login is for: it is replaced once the login succeeds
+    // (the login's store reads it as empty), after saying so.
+    if let Err(StoreError::Corrupt { reason, .. }) = FileStore::new(settings.token_path()).load() {
+        eprintln!(
+            "erpnet-oauth: warning: the token file {} is corrupt ({}); this login replaces it",
+            settings.token_path().display(),
+            erpnet_oauth_core::escape(&reason)
+        );
+    }
 
     // Listen before the browser is sent anywhere.
     let listener = RedirectListener::bind(redirect).map_err(failure)?.timeout(wait);
@@ -82,14 +101,46 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     };
     phase.store(STORING, Ordering::SeqCst);
 
+    // The secret first, then the profile that says where it is.
+    let secret = settings.secret()?;
+    let previous = settings.saved.as_ref().and_then(|s| s.secret);
+    let (place, secret_error) = save_secret(settings, secret, previous, no_save_secret);
     let saved = SavedProfile {
         instance: settings.instance()?.to_owned(),
         client_id: settings.client_id()?.to_owned(),
         redirect_uri: Some(redirect.to_owned()),
         scope: Some(settings.scope.clone()),
         discovery: discovered.map(|(_, raw)| raw),
+        confidential: secret.is_some(),
+        secret: place,
     };
     settings::write_profile(settings, &saved)?;
+    if let Some(e) = secret_error {
+        listener.reply(LoginOutcome::LoggedIn { user: login.claims.as_ref().map(|c| c.sub.as_str()) });
+        return Err(Failure::usage(format!(
+            "the login succeeded and its tokens are stored, but {}: pass --client-secret-file PATH or set \
+             ERPNET_CLIENT_SECRET on later commands",
+            e.message
+        )));
+    }
+    match (place, secret) {
+        (Some(SecretPlace::Keyring), Some((_, source)))
+            if source != SecretSource::Saved(SecretPlace::Keyring) =>
+        {
+            eprintln!("Saved the client secret in the OS keyring (`erpnet-oauth logout --forget` deletes it)")
+        }
+        (Some(SecretPlace::File), Some((_, source))) if source != SecretSource::Saved(SecretPlace::File) => {
+            eprintln!(
+                "Saved the client secret in {} (mode 0600; `erpnet-oauth logout --forget` deletes it)",
+                settings.saved_secret.file().display()
+            )
+        }
+        (None, Some(_)) => eprintln!(
+            "The client secret was not saved (--no-save-secret): pass --client-secret-file or set \
+             ERPNET_CLIENT_SECRET on later commands"
+        ),
+        _ => {}
+    }
     if login.tokens.refresh_token.is_none() {
         // Without a refresh token the login lasts as long as this access token: say so now, not in an hour.
         let why = if settings.scope.split_whitespace().any(|s| s == "offline_access") {
@@ -98,7 +149,7 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
             "add offline_access to --scope to get one"
         };
         eprintln!(
-            "warning: the server issued no refresh token ({why}): when the access token expires, run \
+            "erpnet-oauth: warning: the server issued no refresh token ({why}): when the access token expires, run \
              `erpnet-oauth login` again"
         );
     }
@@ -108,6 +159,25 @@ pub fn run(settings: &Settings, no_browser: bool, wait: Duration) -> Result<(), 
     // The subject is the server's text: escaped, it cannot drive the terminal (issue 13).
     eprintln!("Logged in as {}", erpnet_oauth_core::escape(&subject));
     Ok(())
+}
+
+/// Saves the secret used by the login (or, with `no_save_secret` or no secret, deletes the one saved
+/// before, at `previous`). Returns where it is now, and the error that kept it from being saved.
+fn save_secret(
+    settings: &Settings,
+    secret: Option<(&erpnet_oauth_core::ClientSecret, SecretSource)>,
+    previous: Option<SecretPlace>,
+    no_save_secret: bool,
+) -> (Option<SecretPlace>, Option<Failure>) {
+    match secret {
+        // Already saved there, and read from there for this login.
+        Some((_, SecretSource::Saved(place))) if !no_save_secret => (Some(place), None),
+        Some((secret, _)) if !no_save_secret => match settings.saved_secret.save(secret) {
+            Ok(place) => (Some(place), None),
+            Err(e) => (None, Some(e)),
+        },
+        _ => (None, settings.saved_secret.remove(previous).err()),
+    }
 }
 
 const BUSY: u8 = 0;

@@ -12,7 +12,10 @@ mod demo;
 mod errors;
 mod exit;
 mod login;
+mod logout;
+mod saved_secret;
 mod settings;
+mod status;
 
 use clap::Parser as _;
 use std::process::ExitCode;

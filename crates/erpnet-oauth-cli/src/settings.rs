@@ -2,16 +2,19 @@
 
 use crate::args::Global;
 use crate::exit::Failure;
+use crate::saved_secret::{SavedSecret, SecretPlace};
 use erpnet_oauth_core::{ClientConfig, ClientSecret, IssuedTo, ProviderMetadata, TokenSet};
 use erpnet_oauth_ureq::{FileStore, StoreError, StoreLock, TokenStore};
 use serde::{Deserialize, Serialize};
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The default scopes: the seed's.
 pub const DEFAULT_SCOPE: &str = "openid profile offline_access DomainApi";
 
-/// What `login` remembers about a profile, so that later commands need no flags. No secret, no token.
+/// What `login` remembers about a profile, so that later commands need no flags. No secret, no token:
+/// only where the secret is saved, if it is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SavedProfile {
     pub instance: String,
@@ -23,6 +26,33 @@ pub struct SavedProfile {
     /// The discovery document fetched at login, as received (validated again on every use).
     #[serde(default)]
     pub discovery: Option<serde_json::Value>,
+    /// Whether the login used a client secret: later commands need one too (saved, or given again).
+    #[serde(default)]
+    pub confidential: bool,
+    /// Where the client secret is saved; absent when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretPlace>,
+}
+
+/// Where the client secret of this invocation comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `--client-secret-file`.
+    File,
+    /// `ERPNET_CLIENT_SECRET`.
+    Env,
+    /// What `login` saved for the profile.
+    Saved(SecretPlace),
+}
+
+/// The settings given by flags or environment variables in this invocation (clap fills each from the
+/// flag, else the variable), before the profile's saved ones fill the gaps.
+#[derive(Debug, Clone, Default)]
+pub struct Given {
+    pub instance: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
 }
 
 /// The resolved settings of one invocation.
@@ -30,7 +60,11 @@ pub struct SavedProfile {
 pub struct Settings {
     pub instance: Option<String>,
     pub client_id: Option<String>,
+    /// The secret given now (`--client-secret-file`, else `ERPNET_CLIENT_SECRET`); see [`Settings::secret`]
+    /// for the one in effect.
     pub secret: Option<ClientSecret>,
+    /// Where [`Self::secret`] came from.
+    pub given_secret: Option<SecretSource>,
     pub redirect_uri: Option<String>,
     pub scope: String,
     pub store_dir: PathBuf,
@@ -38,33 +72,32 @@ pub struct Settings {
     pub timeout: Duration,
     pub allow_insecure_http: bool,
     pub saved: Option<SavedProfile>,
+    /// What flags and environment variables said.
+    pub given: Given,
+    /// The profile's saved client secret (read only when a command needs it).
+    pub saved_secret: SavedSecret,
+    loaded_secret: OnceCell<Option<ClientSecret>>,
 }
 
 impl Settings {
     /// Resolves the settings. `env` looks up environment variables (a parameter so tests can pass a map).
     pub fn resolve(global: &Global, env: impl Fn(&str) -> Option<String>) -> Result<Settings, Failure> {
         let profile = global.profile.clone();
-        if profile.is_empty()
-            || profile.len() > 64
-            || !profile.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            || profile.starts_with('.')
-        {
+        if !valid_profile_name(&profile) {
             return Err(Failure::usage(format!(
                 "the profile name `{profile}` is not allowed: use letters, digits, '-', '_' and '.'"
             )));
         }
-        let store_dir = match &global.store {
-            Some(dir) => dir.clone(),
-            None => default_store_dir(&env).ok_or_else(|| {
-                Failure::usage("no store directory: pass --store DIR or set ERPNET_OAUTH_STORE")
-            })?,
-        };
-        check_store_dir(&store_dir)?;
+        let store_dir = store_dir(global, &env)?;
         let saved = read_profile(&store_dir, &profile)?;
-        let secret = match &global.client_secret_file {
-            Some(path) => Some(read_secret_file(path)?),
-            None => env("ERPNET_CLIENT_SECRET").filter(|s| !s.is_empty()).map(ClientSecret::new),
+        let (secret, given_secret) = match &global.client_secret_file {
+            Some(path) => (Some(read_secret_file(path)?), Some(SecretSource::File)),
+            None => match env("ERPNET_CLIENT_SECRET").filter(|s| !s.is_empty()) {
+                Some(s) => (Some(ClientSecret::new(s)), Some(SecretSource::Env)),
+                None => (None, None),
+            },
         };
+        let saved_secret = SavedSecret::new(&store_dir, &profile, &env);
         let instance = global.instance.clone().or_else(|| saved.as_ref().map(|s| s.instance.clone()));
         let client_id = global.client_id.clone().or_else(|| saved.as_ref().map(|s| s.client_id.clone()));
         let redirect_uri =
@@ -78,6 +111,7 @@ impl Settings {
             instance,
             client_id,
             secret,
+            given_secret,
             redirect_uri,
             scope,
             store_dir,
@@ -85,7 +119,58 @@ impl Settings {
             timeout: Duration::from_secs(global.timeout),
             allow_insecure_http: global.allow_insecure_http,
             saved,
+            given: Given {
+                instance: global.instance.clone(),
+                client_id: global.client_id.clone(),
+                redirect_uri: global.redirect_uri.clone(),
+                scope: global.scope.clone(),
+            },
+            saved_secret,
+            loaded_secret: OnceCell::new(),
         })
+    }
+
+    /// The saved profile when it is the login of the instance and client in effect (its saved secret
+    /// is never sent to another instance or as another client's).
+    pub fn saved_for_this_client(&self) -> Option<&SavedProfile> {
+        let saved = self.saved.as_ref()?;
+        let same = same_instance(&saved.instance, self.instance.as_deref()?)
+            && self.client_id.as_deref() == Some(saved.client_id.as_str());
+        same.then_some(saved)
+    }
+
+    /// The client secret in effect, and where it comes from: `--client-secret-file`, else
+    /// `ERPNET_CLIENT_SECRET`, else the one `login` saved for this profile's instance and client. A profile
+    /// that logged in with a secret and has none now is a usage error, before any request.
+    pub fn secret(&self) -> Result<Option<(&ClientSecret, SecretSource)>, Failure> {
+        if let (Some(secret), Some(source)) = (&self.secret, self.given_secret) {
+            return Ok(Some((secret, source)));
+        }
+        let Some(saved) = self.saved_for_this_client() else { return Ok(None) };
+        let loaded = match self.loaded_secret.get() {
+            Some(loaded) => loaded,
+            None => {
+                let loaded = match saved.secret {
+                    Some(place) => self.saved_secret.load(place)?,
+                    None => None,
+                };
+                self.loaded_secret.get_or_init(|| loaded)
+            }
+        };
+        match (loaded, saved.secret) {
+            (Some(secret), Some(place)) => Ok(Some((secret, SecretSource::Saved(place)))),
+            _ if saved.confidential => Err(self.needs_secret()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The failure of a profile that logged in with a client secret and has none now.
+    pub fn needs_secret(&self) -> Failure {
+        Failure::usage(format!(
+            "profile {} needs its client secret: pass --client-secret-file PATH or set ERPNET_CLIENT_SECRET \
+             (or log in again to save it)",
+            self.profile
+        ))
     }
 
     /// The token file of the profile.
@@ -169,7 +254,7 @@ impl Settings {
         let instance = self.instance()?;
         let mut builder =
             ClientConfig::builder(instance, self.client_id()?).allow_insecure_http(self.allow_insecure_http);
-        if let Some(secret) = &self.secret {
+        if let Some((secret, _)) = self.secret()? {
             builder = builder.client_secret(secret.clone());
         }
         if with_redirect {
@@ -200,6 +285,28 @@ impl Settings {
     }
 }
 
+/// Whether `name` may name a profile: letters, digits, `-`, `_` and `.`, not first, at most 64 bytes (so a
+/// profile's files stay inside the store directory).
+pub fn valid_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !name.starts_with('.')
+}
+
+/// The store directory (`--store`, `ERPNET_OAUTH_STORE`, else the platform's), refused when others can
+/// change it.
+pub fn store_dir(global: &Global, env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, Failure> {
+    let dir = match &global.store {
+        Some(dir) => dir.clone(),
+        None => default_store_dir(env).ok_or_else(|| {
+            Failure::usage("no store directory: pass --store DIR or set ERPNET_OAUTH_STORE")
+        })?,
+    };
+    check_store_dir(&dir)?;
+    Ok(dir)
+}
+
 /// ERP.net's issuer for an instance: `{instance}/id`, as the core computes it.
 pub fn expected_issuer(instance: &str) -> String {
     ClientConfig::builder(instance, "-")
@@ -209,7 +316,8 @@ pub fn expected_issuer(instance: &str) -> String {
         .unwrap_or_else(|_| format!("{}/id", instance.trim_end_matches('/')))
 }
 
-fn same_instance(a: &str, b: &str) -> bool {
+/// Whether two instance URLs name the same instance (a trailing `/` aside).
+pub fn same_instance(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
@@ -254,7 +362,7 @@ pub fn write_profile(settings: &Settings, profile: &SavedProfile) -> Result<(), 
     })
 }
 
-/// Removes the profile file (logout).
+/// Removes the profile file (`logout --forget`).
 pub fn remove_profile(settings: &Settings) -> Result<(), Failure> {
     match std::fs::remove_file(settings.profile_path()) {
         Ok(()) => Ok(()),
@@ -338,14 +446,17 @@ fn secret_file_warning(path: &Path, mode: u32) -> Option<String> {
     })
 }
 
-/// The token store `login` uses: see [`Settings::login_store`].
+/// The token store `login` uses: see [`Settings::login_store`]. Its `save` replaces the file whatever it
+/// held.
 #[derive(Debug)]
 pub struct LoginStore(FileStore);
 
 impl TokenStore for LoginStore {
     fn load(&self) -> Result<Option<TokenSet>, StoreError> {
         match self.0.load() {
-            Err(StoreError::IssuedToAnother { .. }) => Ok(None),
+            // Tokens of another login, or a file that holds none (`login` warned about it): the new
+            // login replaces them.
+            Err(StoreError::IssuedToAnother { .. } | StoreError::Corrupt { .. }) => Ok(None),
             other => other,
         }
     }
@@ -425,6 +536,61 @@ mod tests {
         let s = Settings::resolve(&g, |_| Some("ignored".to_owned())).unwrap();
         assert_eq!(s.secret.as_ref().map(|s| s.secret()), Some("from-file"));
         assert!(!format!("{s:?}").contains("from-file"));
+    }
+
+    #[test]
+    fn the_saved_secret_comes_last_and_only_for_its_own_instance_and_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().to_str().unwrap();
+        let no_keyring = |k: &str| (k == crate::saved_secret::NO_KEYRING_ENV).then(|| "1".to_owned());
+        let profile = |secret: Option<SecretPlace>| SavedProfile {
+            instance: "https://a.example".to_owned(),
+            client_id: "app/one".to_owned(),
+            confidential: true,
+            secret,
+            ..SavedProfile::default()
+        };
+        let g = global(&["--store", store]);
+        let settings = Settings::resolve(&g, no_keyring).unwrap();
+        write_profile(&settings, &profile(Some(SecretPlace::File))).unwrap();
+        settings.saved_secret.save(&ClientSecret::new("saved-one")).unwrap();
+
+        let resolve = |args: &[&str], env: &dyn Fn(&str) -> Option<String>| {
+            let mut all = vec!["--store", store];
+            all.extend_from_slice(args);
+            Settings::resolve(&global(&all), |k| env(k).or_else(|| no_keyring(k))).unwrap()
+        };
+        let secret_of = |s: &Settings| s.secret().map(|o| o.map(|(s, src)| (s.secret().to_owned(), src)));
+        let s = resolve(&[], &|_| None);
+        assert_eq!(
+            secret_of(&s).unwrap(),
+            Some(("saved-one".to_owned(), SecretSource::Saved(SecretPlace::File)))
+        );
+        assert!(!format!("{s:?}").contains("saved-one"), "loaded, and still not in Debug");
+        let s = resolve(&[], &|k| (k == "ERPNET_CLIENT_SECRET").then(|| "from-env".to_owned()));
+        assert_eq!(secret_of(&s).unwrap(), Some(("from-env".to_owned(), SecretSource::Env)));
+        // Another instance or client: the saved secret is not theirs.
+        let s = resolve(&["--instance", "https://b.example"], &|_| None);
+        assert_eq!(secret_of(&s).unwrap(), None);
+        let s = resolve(&["--client-id", "app/two"], &|_| None);
+        assert_eq!(secret_of(&s).unwrap(), None);
+        // The same instance written with a trailing slash is the same login.
+        let s = resolve(&["--instance", "https://a.example/"], &|_| None);
+        assert!(secret_of(&s).unwrap().is_some());
+        // Confidential, and the secret gone: a usage error naming what to pass.
+        settings.saved_secret.remove(Some(SecretPlace::File)).unwrap();
+        let e = secret_of(&resolve(&[], &|_| None)).unwrap_err();
+        assert_eq!(e.code, crate::exit::Code::Usage);
+        assert_eq!(
+            e.message,
+            "profile default needs its client secret: pass --client-secret-file PATH or set \
+             ERPNET_CLIENT_SECRET (or log in again to save it)"
+        );
+        write_profile(&settings, &profile(None)).unwrap();
+        assert!(secret_of(&resolve(&[], &|_| None)).is_err());
+        // A public client's profile needs none.
+        write_profile(&settings, &SavedProfile { confidential: false, ..profile(None) }).unwrap();
+        assert_eq!(secret_of(&resolve(&[], &|_| None)).unwrap(), None);
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //! - **Environment.** The commands run with `erpnet-oauth` (the binary just built) first on `PATH`, `HOME` a
 //!   new temporary directory (so the store is the default one, `$HOME/.config/erpnet-oauth`, and new), the
 //!   working directory a new temporary directory, and no other variable (no `ERPNET_*`, no
-//!   `XDG_CONFIG_HOME`, no desktop session: the saved secret goes to the store's file, not to a keyring)
-//!   except `BROWSER`, a script that records the URL it is given and opens nothing.
+//!   `XDG_CONFIG_HOME`, no desktop session) except `BROWSER`, a script that records the URL it is given and
+//!   opens nothing, and `ERPNET_OAUTH_NO_KEYRING=1`, so that the saved secret goes to the store's file and a
+//!   user's keyring is never touched (on Linux the file is what `login` uses anyway).
 //! - **The browser.** `login` prints the authorize URL on stderr (and hands it to `BROWSER`); the test plays
 //!   the browser with it: it fetches the mock's login page, submits the form as the demo user and follows the
 //!   redirect to the command's listener.
@@ -659,6 +660,7 @@ impl World {
             .env("PATH", path)
             .env("HOME", &self.home)
             .env("BROWSER", self.bin.join("guide-test-browser"))
+            .env("ERPNET_OAUTH_NO_KEYRING", "1")
             .current_dir(&self.work)
             .process_group(0);
         cmd

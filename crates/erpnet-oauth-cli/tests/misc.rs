@@ -181,7 +181,7 @@ fn corrupt_files_in_the_store_are_usage_errors_without_their_content() {
     run(cmd).assert_only_error(2, &["default.profile.json", "erpnet-oauth login"]);
     std::fs::remove_file(store.join("default.profile.json")).unwrap();
     std::fs::write(store.join("default.tokens.json"), "{\"refresh_token\": \"SECRET-CONTENT\"").unwrap();
-    for command in ["token", "status", "logout"] {
+    for command in ["token", "status"] {
         let mut cmd = bare(dir.path());
         cmd.arg("--store").arg(&store).args(["--instance", "http://127.0.0.1:9", "--client-id", "x"]);
         cmd.arg(command);
@@ -189,6 +189,14 @@ fn corrupt_files_in_the_store_are_usage_errors_without_their_content() {
         o.assert_only_error(2, &["corrupt"]);
         assert!(!o.stderr.contains("SECRET-CONTENT"), "{o:#?}");
     }
+    // `logout` recovers: a warning, the file deleted (tests/profiles.rs: `login` replaces it).
+    let mut cmd = bare(dir.path());
+    cmd.arg("--store").arg(&store).args(["--instance", "http://127.0.0.1:9", "--client-id", "x", "logout"]);
+    let o = run(cmd);
+    o.assert_success();
+    assert_eq!(o.warnings().len(), 1, "{o:#?}");
+    assert!(o.warnings()[0].contains("corrupt") && !o.stderr.contains("SECRET-CONTENT"), "{o:#?}");
+    assert!(!store.join("default.tokens.json").exists());
 }
 
 #[test]

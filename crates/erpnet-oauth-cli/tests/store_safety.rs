@@ -89,8 +89,13 @@ fn the_store_directory_is_created_private() {
     assert_eq!(mode(&h.store()), 0o700);
     assert_eq!(mode(&h.token_file()), 0o600);
     assert_eq!(mode(&h.profile_file()), 0o600);
+    assert_eq!(mode(&h.secret_file()), 0o600);
     let names: Vec<_> = std::fs::read_dir(h.store()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names.len(), 3, "the tokens, their lock and the profile, no temporary file: {names:?}");
+    assert_eq!(
+        names.len(),
+        4,
+        "the tokens, their lock, the profile, its secret, no temporary file: {names:?}"
+    );
 }
 
 #[test]
@@ -181,9 +186,18 @@ fn tokens_of_one_instance_are_never_sent_to_another() {
         assert!(o.stdout.is_empty(), "{o:#?}");
     };
     a.mock().reset_counters();
-    for args in [&["call", "GET", CUSTOMERS][..], &["token"], &["refresh"], &["status"], &["logout"]] {
+    for args in [&["call", "GET", CUSTOMERS][..], &["token"], &["refresh"], &["logout"]] {
         refused(&on_b(args));
     }
+    // `status` says the same, after the stored login (A's) and the disagreement.
+    let o = on_b(&["status", "--json"]);
+    o.assert_only_error(2, &[&format!("{}/id", a.instance()), &format!("{}/id", b.instance()), "--profile"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(
+        (v["logged_in"].as_bool(), v["instance"].as_str()),
+        (Some(false), Some(a.instance().as_str()))
+    );
+    assert_eq!(v["mismatches"][0]["setting"], "instance", "{v}");
     // Expired: a refresh would send the refresh token to B.
     a.set_expires_at(now_unix() - 10);
     refused(&on_b(&["token"]));

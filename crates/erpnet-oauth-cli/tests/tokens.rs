@@ -333,11 +333,14 @@ fn instance_with_or_without_a_trailing_slash_is_the_same_login() {
 #[test]
 fn refresh_without_or_with_a_wrong_secret_says_what_to_check_and_keeps_the_tokens() {
     let h = Harness::new();
-    h.login();
+    // The secret not saved (tests/secrets.rs has the saved one).
+    h.login_with(h.cli(&["login", "--no-browser", "--no-save-secret"]));
     let before = std::fs::read(h.token_file()).unwrap();
     let mut cmd = h.store_only(&["refresh"]);
     cmd.env_remove("ERPNET_CLIENT_SECRET");
-    h.run(cmd).assert_only_error(4, &["invalid_client", "ERPNET_CLIENT_SECRET", "--client-secret-file"]);
+    h.run(cmd)
+        .assert_only_error(2, &["needs its client secret", "ERPNET_CLIENT_SECRET", "--client-secret-file"]);
+    assert_eq!(h.mock().counters().token_requests, 1, "nothing sent: only the login's code exchange");
     let wrong = "wrong-secret-Hq3Lp9";
     h.secret(wrong);
     let mut cmd = h.store_only(&["refresh"]);
@@ -346,5 +349,5 @@ fn refresh_without_or_with_a_wrong_secret_says_what_to_check_and_keeps_the_token
     assert_eq!(std::fs::read(h.token_file()).unwrap(), before, "the tokens are kept");
     h.run(h.store_only(&["refresh"])).assert_success();
     let c = h.mock().counters();
-    assert_eq!((c.invalid_client_errors, c.refresh_token_grants, c.invalid_grant_errors), (2, 1, 0));
+    assert_eq!((c.invalid_client_errors, c.refresh_token_grants, c.invalid_grant_errors), (1, 1, 0));
 }

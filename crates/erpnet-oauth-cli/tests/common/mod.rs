@@ -47,6 +47,7 @@ const CLI_ENV: &[&str] = &[
     "ERPNET_REDIRECT_URI",
     "ERPNET_SCOPE",
     "ERPNET_OAUTH_STORE",
+    "ERPNET_PROFILE",
 ];
 
 /// A port that was free a moment ago (bound on 127.0.0.1:0 and released).
@@ -180,21 +181,25 @@ pub fn assert_no_panic(o: &Outcome) {
     }
 }
 
-/// The binary with the CLI's environment variables removed and the platform config directory pointed
-/// into `home` (so the default store is never the real one).
+/// The binary with the CLI's environment variables removed, the platform config directory pointed into
+/// `home` (so the default store is never the real one) and the OS keyring kept out
+/// (`ERPNET_OAUTH_NO_KEYRING=1`: a saved client secret goes to the store's file, never to the keyring of the
+/// user running the tests).
 pub fn bare(home: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     for var in CLI_ENV {
         cmd.env_remove(var);
     }
     cmd.env("HOME", home).env("XDG_CONFIG_HOME", home.join("config")).env_remove("RUST_BACKTRACE");
+    cmd.env("ERPNET_OAUTH_NO_KEYRING", "1");
     cmd
 }
 
 /// The values of the tokens in a store file (access, refresh and ID token), if any.
 pub fn tokens_in(path: &Path) -> Vec<String> {
     let Ok(bytes) = std::fs::read(path) else { return Vec::new() };
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    // A corrupt file (tests of the recovery write one) holds no tokens.
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Vec::new() };
     ["access_token", "refresh_token", "id_token"]
         .iter()
         .filter_map(|k| json["tokens"][k].as_str().map(str::to_owned))
@@ -310,6 +315,11 @@ impl Harness {
         self.store().join("default.profile.json")
     }
 
+    /// The client secret `login` saved for the default profile (the keyring is kept out: [`bare`]).
+    pub fn secret_file(&self) -> PathBuf {
+        self.store().join("default.secret")
+    }
+
     /// The stored tokens: access, refresh, ID token (empty when none).
     pub fn stored(&self) -> Vec<String> {
         tokens_in(&self.token_file())
@@ -340,6 +350,31 @@ impl Harness {
         json["tokens"]["expires_at"] = unix.into();
         json["tokens"]["issued_at"] = unix.saturating_sub(3600).into();
         std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    }
+
+    /// Presents `refresh_token` at the mock's token endpoint as the confidential app, the way the CLI would:
+    /// `(status, body)`. A 200 means the refresh token was live (and is now spent: it rotated); a 400
+    /// `invalid_grant`, that it was dead.
+    pub fn refresh_at_the_mock(&self, refresh_token: &str) -> (u16, serde_json::Value) {
+        let mut answer = browser()
+            .post(&format!("{}/id/connect/token", self.instance()))
+            .send_form([
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+                ("client_id", CLIENT_ID),
+                ("client_secret", SECRET),
+            ])
+            .unwrap();
+        let body = answer.body_mut().read_to_string().unwrap();
+        for t in ["access_token", "refresh_token", "id_token"] {
+            if let Some(v) = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|j| j[t].as_str().map(str::to_owned))
+            {
+                self.secret(&v);
+            }
+        }
+        (answer.status().as_u16(), serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
     }
 
     /// Adds a value that must never appear on a stream.
