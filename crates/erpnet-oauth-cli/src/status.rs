@@ -152,18 +152,16 @@ impl Report {
         let mut mismatches = Vec::new();
         if compare {
             let given = &settings.given;
-            let mut differ =
-                |setting, stored: Option<&str>, given: Option<&str>, same: fn(&str, &str) -> bool| {
-                    if let (Some(stored), Some(given)) = (stored, given) {
-                        if !same(stored, given) {
-                            mismatches.push(Mismatch {
-                                setting,
-                                stored: stored.to_owned(),
-                                given: given.to_owned(),
-                            });
-                        }
-                    }
-                };
+            let mut differ = |setting,
+                              stored: Option<&str>,
+                              given: Option<&str>,
+                              same: fn(&str, &str) -> bool| {
+                if let (Some(stored), Some(given)) = (stored, given)
+                    && !same(stored, given)
+                {
+                    mismatches.push(Mismatch { setting, stored: stored.to_owned(), given: given.to_owned() });
+                }
+            };
             differ("instance", instance.as_deref(), given.instance.as_deref(), same_instance);
             differ("client_id", client_id.as_deref(), given.client_id.as_deref(), |a, b| a == b);
             differ("scope", saved.and_then(|s| s.scope.as_deref()), given.scope.as_deref(), |a, b| {
@@ -302,10 +300,10 @@ fn problem(
         ))
     };
     let Some(file) = file else { return Some((not_logged_in(), LOG_IN)) };
-    if mismatches.iter().any(|m| matches!(m.setting, "instance" | "client_id")) {
-        if let Err(e) = settings.check_saved_matches() {
-            return Some((e, ANOTHER_LOGIN));
-        }
+    if mismatches.iter().any(|m| matches!(m.setting, "instance" | "client_id"))
+        && let Err(e) = settings.check_saved_matches()
+    {
+        return Some((e, ANOTHER_LOGIN));
     }
     // Without an instance and a client id, `token` could not use the tokens either.
     let Some(expected) = settings.issued_to() else {
