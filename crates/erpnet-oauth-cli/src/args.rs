@@ -107,7 +107,7 @@ pub enum Command {
     HashSecret,
     /// Run the seed's whole story against an embedded mock ERP.net.
     Demo,
-    /// Run the mock ERP.net server in the foreground (its apps also accept the --redirect-uri given).
+    /// Run the mock ERP.net server in the foreground.
     Mock {
         /// The loopback port to listen on (0: any free port).
         #[arg(long, default_value_t = 0)]
