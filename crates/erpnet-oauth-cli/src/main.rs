@@ -47,7 +47,12 @@ fn main() -> ExitCode {
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or_default();
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
         // std's message: "failed printing to stdout: Broken pipe (os error 32)" (EPIPE; Windows:
         // ERROR_NO_DATA, os error 232).
         let closed = ["Broken pipe", "(os error 32)", "(os error 232)"];

@@ -2,6 +2,8 @@
 //! included, and `check_api_response` gives the error `SendRequest::new` would have returned (canned
 //! responses: the core's own tests).
 
+#![allow(clippy::result_large_err)] // the core's Error is large on purpose (unboxed phase errors)
+
 use erpnet_oauth_core::{
     AccessToken, ApiError, ClientConfig, Error, Input, ManagerOptions, Operation, RefreshToken, Scopes,
     SendRequest, Step, TokenManager, TokenSet, check_api_response, http,
