@@ -281,6 +281,17 @@ impl Session {
         drive(self.inner.clone(), SendRequest::new(request)).await
     }
 
+    /// [`Self::send`], except that the final response comes back whatever its status, body included,
+    /// instead of [`Error::Api`]: the 401 still leads to one refresh and one retry first. For showing the
+    /// server's error body; [`erpnet_oauth_core::check_api_response`] gives the error `send` would have
+    /// returned.
+    pub async fn send_any_status(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, Error> {
+        drive(self.inner.clone(), SendRequest::new(request).any_status()).await
+    }
+
     /// `GET` of `path_or_url`: a path such as `/api/domain/odata/Crm_Customers?$top=10` is resolved against
     /// the instance; an absolute URL is used as is (plain http only to loopback hosts, unless allowed in the
     /// configuration). See [`Self::send`].

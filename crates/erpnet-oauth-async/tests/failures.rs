@@ -109,6 +109,19 @@ async fn an_api_error_is_returned_typed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn send_any_status_hands_back_the_error_body() {
+    let mock = mock().await;
+    let session = Session::builder(client(&mock)).build().await.unwrap();
+    login(&mock, &session).await;
+    let url = format!("{}/api/domain/odata/Crm_Customers?$filter=fail", mock.base_url());
+    let response = session.send_any_status(http::Request::get(url).body(Vec::new()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), 500);
+    let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["code"], "TestFailure");
+    assert!(erpnet_oauth_core::check_api_response(&response).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_token_is_never_sent_to_another_origin() {
     let mock = mock().await;
     let session = Session::builder(client(&mock)).build().await.unwrap();

@@ -14,8 +14,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Settings shared by every command (flag, or environment variable when the flag is absent).
+/// Settings shared by every command (flag, or environment variable when the flag is absent). Each
+/// subcommand's help lists them after its own options, under "Global options".
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// The instance base URL, e.g. https://demodb.my.erp.net (identity server at {instance}/id).
     #[arg(long, global = true, env = "ERPNET_INSTANCE", value_name = "URL")]
@@ -31,8 +33,10 @@ pub struct Global {
     /// The registered redirect URI: http://127.0.0.1:PORT/PATH or http://localhost:PORT/PATH.
     #[arg(long, global = true, env = "ERPNET_REDIRECT_URI", value_name = "URI")]
     pub redirect_uri: Option<String>,
-    /// The scopes to request.
-    #[arg(long, global = true, env = "ERPNET_SCOPE", value_name = "SCOPES")]
+    // No `default_value`: without the flag or the variable the scopes `login` saved are used. The help
+    // names the default all the same.
+    #[arg(long, global = true, env = "ERPNET_SCOPE", value_name = "SCOPES",
+          help = format!("The scopes to request [default: {}]", crate::settings::DEFAULT_SCOPE))]
     pub scope: Option<String>,
     /// Where tokens are kept (default: the platform's config directory, erpnet-oauth/).
     #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", value_name = "DIR")]
@@ -50,6 +54,12 @@ pub struct Global {
     /// Log each HTTP exchange on stderr, with secrets and tokens redacted.
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// login: use ERP.net's fixed paths under {instance}/id, with no discovery request (remembered for the
+    /// profile; --no-discovery=false turns it off).
+    #[arg(long, global = true, env = "ERPNET_NO_DISCOVERY", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", hide_possible_values = true,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_discovery: Option<bool>,
 }
 
 /// The commands.
@@ -70,22 +80,43 @@ pub enum Command {
         no_save_secret: bool,
     },
     /// Print a valid access token on stdout, refreshing it first when needed.
-    Token,
+    Token {
+        /// One JSON object on stdout: access_token, expires_at (Unix seconds or null), expires_at_rfc3339,
+        /// scopes, token_type.
+        #[arg(long)]
+        json: bool,
+        /// Refresh first when the token is valid for less than this. A token is never renewed while more
+        /// than half its lifetime remains: a larger value gets a warning, not a refresh at every call.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS",
+              value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
+        min_validity: u64,
+    },
     /// Refresh the access token now.
     Refresh,
-    /// Send an authorized request; print the response body on stdout.
+    /// Send an authorized request; print the response body on stdout (an error status: the body, then
+    /// exit 4).
     Call {
-        /// The HTTP method.
+        /// The HTTP method: GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS.
         method: String,
         /// An absolute URL, or a path relative to the instance such as
         /// /api/domain/odata/Crm_Customers?$top=10.
         url: String,
-        /// The request body.
-        #[arg(long, value_name = "BODY")]
+        /// The request body; @FILE reads it from a file, @- from stdin (bytes as they are).
+        #[arg(long, short = 'd', value_name = "BODY", conflicts_with = "data_raw")]
         data: Option<String>,
+        /// The request body exactly as given, even when it starts with '@'.
+        #[arg(long, value_name = "BODY")]
+        data_raw: Option<String>,
         /// An extra header, 'Name: value' (repeatable).
         #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
         headers: Vec<String>,
+        /// Print the status line and the response headers, a blank line, then the body.
+        #[arg(long, short = 'i')]
+        include: bool,
+        /// GET every page: follow @odata.nextLink (same instance only, at most 1000 pages) and print one
+        /// JSON document {"value": [...]} with every page's rows.
+        #[arg(long, conflicts_with_all = ["data", "data_raw", "include"])]
+        paginate: bool,
     },
     /// Show the stored login (never a token or secret) and where the flags disagree with it.
     Status {

@@ -1,7 +1,7 @@
 //! The commands.
 
 use crate::args::{Cli, Command};
-use crate::errors::failure;
+use crate::errors::{discovery_failure, failure};
 use crate::exit::Failure;
 use crate::settings::Settings;
 use erpnet_oauth_core::{ProviderMetadata, TokenSet, escape};
@@ -28,8 +28,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::HashSecret => hash_secret(),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "erpnet-oauth", &mut std::io::stdout());
-            Ok(())
+            // Into memory first: clap_complete panics on a write error, a closed stdout included.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "erpnet-oauth", &mut script);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&script).and_then(|()| out.flush()).map_err(Failure::stdout)
         }
         Command::Mock { port, config } => {
             crate::demo::mock(port, config.as_deref(), cli.global.redirect_uri.as_deref())
@@ -39,12 +42,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let settings = Settings::resolve(&cli.global, env)?;
             crate::login::run(&settings, no_browser, Duration::from_secs(wait), no_save_secret)
         }
-        Command::Token => {
-            let session = open_session(&Settings::resolve(&cli.global, env)?)?;
-            let token = session.access_token().map_err(failure)?;
-            // A usable token is printable ASCII, unchanged by `escape`; a hostile one cannot drive the
-            // terminal (issue 13).
-            print_line(&escape(token.secret()))
+        Command::Token { json, min_validity } => {
+            token(&Settings::resolve(&cli.global, env)?, json, Duration::from_secs(min_validity))
         }
         Command::Refresh => {
             let session = open_session(&Settings::resolve(&cli.global, env)?)?;
@@ -52,9 +51,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             eprintln!("Refreshed the access token{}", expiry_note(session.tokens().as_ref()));
             Ok(())
         }
-        Command::Call { method, url, data, headers } => {
-            let session = open_session(&Settings::resolve(&cli.global, env)?)?;
-            call(&session, &method, &url, data, &headers)
+        Command::Call { method, url, data, data_raw, headers, include, paginate } => {
+            let settings = Settings::resolve(&cli.global, env)?;
+            let request = crate::call::CallRequest::parse(&method, &url, data, data_raw, &headers, paginate)?;
+            let session = open_session(&settings)?;
+            crate::call::run(&session, request, include)
         }
         Command::Status { json, all } => crate::status::run(&cli.global, env, json, all),
         Command::Logout { forget } => crate::logout::run(&Settings::resolve(&cli.global, env)?, forget),
@@ -63,9 +64,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
 
 pub(crate) fn print_line(s: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{s}")
-        .and_then(|()| out.flush())
-        .map_err(|e| Failure::usage(format!("cannot write to stdout: {e}")))
+    // A closed stdout (EPIPE) ends the command quietly with status 0.
+    writeln!(out, "{s}").and_then(|()| out.flush()).map_err(Failure::stdout)
 }
 
 fn http_options(settings: &Settings) -> HttpOptions {
@@ -74,6 +74,15 @@ fn http_options(settings: &Settings) -> HttpOptions {
 
 /// The session of the profile, on its file store. Fails with "login required" when nothing is stored.
 pub fn open_session(settings: &Settings) -> Result<Session, Failure> {
+    open_session_with(settings, DEFAULT_MIN_VALIDITY)
+}
+
+/// A token valid for less than this is refreshed before use, unless `token --min-validity` says otherwise.
+const DEFAULT_MIN_VALIDITY: Duration = Duration::from_secs(60);
+
+/// [`open_session`], refreshing a token valid for less than `min_validity` before use (at most half its
+/// lifetime: the core's rule, [`erpnet_oauth_core::TokenSet::margin`]).
+fn open_session_with(settings: &Settings, min_validity: Duration) -> Result<Session, Failure> {
     // A link counts as there (and is refused when read), even one that leads nowhere.
     if settings.saved.is_none() && std::fs::symlink_metadata(settings.token_path()).is_err() {
         return Err(Failure::login_required(format!(
@@ -89,6 +98,7 @@ pub fn open_session(settings: &Settings) -> Result<Session, Failure> {
     let session = Session::builder(client.clone())
         .store(settings.token_store(&client))
         .http_options(http_options(settings))
+        .skew(min_validity)
         .build()
         .map_err(|e| match &e {
             Error::Store(store) => settings.store_failure(store).unwrap_or_else(|| failure(e)),
@@ -107,64 +117,6 @@ fn expiry_note(tokens: Option<&TokenSet>) -> String {
     match tokens.and_then(|t| t.expires_at).and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
         Some(d) => format!(" (expires at {} Unix time)", d.as_secs()),
         None => String::new(),
-    }
-}
-
-fn call(
-    session: &Session,
-    method: &str,
-    url: &str,
-    data: Option<String>,
-    headers: &[String],
-) -> Result<(), Failure> {
-    let method = http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| Failure::usage(format!("`{method}` is not an HTTP method")))?;
-    let url = session.client().resolve(url).map_err(|e| Failure::usage(e.to_string()))?;
-    // The access token goes to the instance only, never to a URL elsewhere (which would leak it).
-    let instance = session.client().instance().origin();
-    if url.origin() != instance {
-        return Err(Failure::usage(format!(
-            "{url} is not on the instance {}: `call` sends the access token to the instance only",
-            instance.ascii_serialization()
-        )));
-    }
-    let mut builder = http::Request::builder().method(method).uri(url.as_str());
-    let mut has_accept = false;
-    let mut has_content_type = false;
-    for h in headers {
-        let (name, value) = h
-            .split_once(':')
-            .ok_or_else(|| Failure::usage(format!("the header `{h}` is not of the form 'Name: value'")))?;
-        let name = http::HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| Failure::usage(format!("`{}` is not a header name", name.trim())))?;
-        if name == http::header::AUTHORIZATION {
-            return Err(Failure::usage("the Authorization header is set by erpnet-oauth itself"));
-        }
-        has_accept |= name == http::header::ACCEPT;
-        has_content_type |= name == http::header::CONTENT_TYPE;
-        let value = http::HeaderValue::from_str(value.trim())
-            .map_err(|_| Failure::usage(format!("the value of the header `{name}` is not allowed")))?;
-        builder = builder.header(name, value);
-    }
-    if !has_accept {
-        builder = builder.header(http::header::ACCEPT, "application/json");
-    }
-    if data.is_some() && !has_content_type {
-        builder = builder.header(http::header::CONTENT_TYPE, "application/json");
-    }
-    let request = builder
-        .body(data.map(String::into_bytes).unwrap_or_default())
-        .map_err(|e| Failure::usage(e.to_string()))?;
-    let response = session.send(request).map_err(failure)?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(response.body())
-        .and_then(|()| if response.body().ends_with(b"\n") { Ok(()) } else { out.write_all(b"\n") })
-        .and_then(|()| out.flush())
-        .map_err(|e| Failure::usage(format!("cannot write to stdout: {e}")))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(Failure::server(format!("the server answered HTTP {}", response.status())))
     }
 }
 
@@ -199,19 +151,63 @@ fn hash_secret() -> Result<(), Failure> {
     print_line(&erpnet_oauth_core::ClientSecret::new(secret).erpnet_hash())
 }
 
-/// Fetches and validates the discovery document, with the raw JSON to save for later commands; `None` when
-/// the instance has none (ERP.net's fixed paths are used then). A document whose issuer is not the
-/// instance's is an error (catalogue H5).
+/// Fetches and validates the discovery document, with the raw JSON to save for later commands; `None`
+/// with `--no-discovery` (ERP.net's fixed paths, no request sent). Any other outcome than a valid document
+/// for the instance's issuer (catalogue H5) is an error naming the discovery URL: exit 4 for an answer
+/// other than 200 or a document refused by the core's checks, exit 5 when no answer came.
 pub fn discover(
     settings: &Settings,
     http: &erpnet_oauth_ureq::HttpClient,
 ) -> Result<Option<(ProviderMetadata, serde_json::Value)>, Failure> {
-    let base = settings.client(None, false)?;
-    let response = http.send_token_request(&base.discovery_request()).map_err(failure)?;
-    if response.status() == http::StatusCode::NOT_FOUND {
+    if settings.no_discovery {
         return Ok(None);
     }
-    let metadata = ProviderMetadata::parse(&response, base.issuer()).map_err(|e| failure(e.into()))?;
+    let base = settings.client(None, false)?;
+    let request = base.discovery_request();
+    let url = request.uri().to_string();
+    let response = http.send_token_request(&request).map_err(|e| discovery_failure(&url, e))?;
+    let metadata =
+        ProviderMetadata::parse(&response, base.issuer()).map_err(|e| discovery_failure(&url, e.into()))?;
     let raw = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
     Ok(Some((metadata, raw)))
+}
+
+/// `token`: a valid access token on stdout (refreshed first when valid for less than `min_validity`), or
+/// with `json` one object with its expiry and scopes. A token still short of `min_validity` after that
+/// (one whose whole lifetime is shorter than twice `min_validity` is not renewed at every call) gets a
+/// warning on stderr.
+fn token(settings: &Settings, json: bool, min_validity: Duration) -> Result<(), Failure> {
+    let session = open_session_with(settings, min_validity)?;
+    let token = session.access_token().map_err(failure)?;
+    let tokens = session.tokens();
+    let expires_at = tokens.as_ref().and_then(|t| t.expires_at);
+    let expires_unix = expires_at.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
+    let left = expires_at.map(|t| t.duration_since(session.now()).unwrap_or_default());
+    if let Some(left) = left.filter(|left| *left < min_validity) {
+        let lifetime = tokens
+            .as_ref()
+            .and_then(|t| Some(t.expires_at?.duration_since(t.issued_at?).unwrap_or_default()))
+            .map(|l| format!(" (the server issues them for {} s)", l.as_secs()))
+            .unwrap_or_default();
+        eprintln!(
+            "erpnet-oauth: warning: the access token is valid for {} s, less than --min-validity {} s: a \
+             token is renewed only once less than half its lifetime remains{lifetime}",
+            left.as_secs(),
+            min_validity.as_secs()
+        );
+    }
+    if json {
+        let scopes: Vec<&str> = tokens.as_ref().map(|t| t.scopes.iter().collect()).unwrap_or_default();
+        let value = serde_json::json!({
+            "access_token": token.secret(),
+            "expires_at": expires_unix,
+            "expires_at_rfc3339": expires_unix.map(crate::time::rfc3339),
+            "scopes": scopes,
+            "token_type": "Bearer",
+        });
+        return print_line(&json_line(&value));
+    }
+    // A usable token is printable ASCII, unchanged by `escape`; a hostile one cannot drive the terminal
+    // (issue 13).
+    print_line(&escape(token.secret()))
 }

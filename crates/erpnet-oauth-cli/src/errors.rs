@@ -1,6 +1,6 @@
 //! From the adapter's typed errors to the documented exit codes, with a hint of what to do next.
 
-use crate::exit::Failure;
+use crate::exit::{Code, Failure};
 use erpnet_oauth_core::{LoginRequired, RefreshError, TokenError};
 use erpnet_oauth_ureq::{Error, StoreError};
 
@@ -61,5 +61,23 @@ fn is_invalid_client(error: &Error) -> bool {
             matches!(t, TokenError::OAuth { error, .. } if error.is("invalid_client"))
         }
         _ => false,
+    }
+}
+
+/// The failure for a discovery document that could not be had from `url`: exit 5 when no answer came
+/// (network), else exit 4 (an answer other than 200, or a document refused); the line names the URL and
+/// what to do.
+pub fn discovery_failure(url: &str, error: Error) -> Failure {
+    let what = error.to_string();
+    if failure(error).code == Code::Network {
+        Failure::network(format!(
+            "cannot fetch the discovery document {url}: {what}; check --instance and the network \
+             (--timeout sets the limit)"
+        ))
+    } else {
+        Failure::server(format!(
+            "no valid discovery document at {url}: {what}; check --instance (the instance's base URL, \
+             e.g. https://demodb.my.erp.net, without /id), or pass --no-discovery to use ERP.net's fixed paths"
+        ))
     }
 }

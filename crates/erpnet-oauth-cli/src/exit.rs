@@ -6,6 +6,9 @@ use std::process::ExitCode;
 /// The documented exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
+    /// 0, and nothing on stderr: stdout was closed by its reader (EPIPE, as in `status | head -1`). The
+    /// command stops there, as other Unix tools do; what it stored before stays stored.
+    StdoutClosed = 0,
     /// 2: usage or configuration error.
     Usage = 2,
     /// 3: login required (no stored tokens, or the refresh token was rejected).
@@ -38,6 +41,20 @@ impl Failure {
 
     pub fn network(message: impl Into<String>) -> Self {
         Failure { code: Code::Network, message: message.into() }
+    }
+
+    /// The failure for an error writing to stdout: [`Code::StdoutClosed`] when its reader has gone (EPIPE).
+    pub fn stdout(error: std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure { code: Code::StdoutClosed, message: String::new() }
+        } else {
+            Failure::usage(format!("cannot write to stdout: {error}"))
+        }
+    }
+
+    /// Whether the failure is to end the process quietly with status 0 ([`Code::StdoutClosed`]).
+    pub fn is_quiet(&self) -> bool {
+        self.code == Code::StdoutClosed
     }
 
     pub fn exit_code(&self) -> ExitCode {

@@ -109,6 +109,7 @@ pub fn run(
         instance: settings.instance()?.to_owned(),
         client_id: settings.client_id()?.to_owned(),
         redirect_uri: Some(redirect.to_owned()),
+        no_discovery: settings.no_discovery,
         scope: Some(settings.scope.clone()),
         discovery: discovered.map(|(_, raw)| raw),
         confidential: secret.is_some(),

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 mod args;
+mod call;
 mod commands;
 mod demo;
 mod errors;
@@ -16,11 +17,13 @@ mod logout;
 mod saved_secret;
 mod settings;
 mod status;
+mod time;
 
 use clap::Parser as _;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = match args::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -31,9 +34,34 @@ fn main() -> ExitCode {
     };
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout has gone (`erpnet-oauth status | head -1`): nothing to say, to no one.
+        Err(failure) if failure.is_quiet() => ExitCode::SUCCESS,
         Err(failure) => {
             eprintln!("erpnet-oauth: {failure}");
             failure.exit_code()
         }
     }
+}
+
+/// A closed stdout ends the process quietly with status 0, like ripgrep, wherever the write happened. The
+/// commands' own writes turn EPIPE into [`exit::Code::StdoutClosed`]; this hook covers `println!` (the
+/// demo's output), which panics on it: that panic exits 0 with no message, any other goes to the default
+/// hook. Rust ignores SIGPIPE, so the write fails with EPIPE instead of killing the process.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // std's message: "failed printing to stdout: Broken pipe (os error 32)" (EPIPE; Windows:
+        // ERROR_NO_DATA, os error 232).
+        let closed = ["Broken pipe", "(os error 32)", "(os error 232)"];
+        if message.starts_with("failed printing to stdout") && closed.iter().any(|c| message.contains(c)) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -21,6 +21,9 @@ pub struct SavedProfile {
     pub client_id: String,
     #[serde(default)]
     pub redirect_uri: Option<String>,
+    /// Logged in with `--no-discovery`: ERP.net's fixed paths, and no discovery at the next `login` either.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_discovery: bool,
     #[serde(default)]
     pub scope: Option<String>,
     /// The discovery document fetched at login, as received (validated again on every use).
@@ -71,6 +74,9 @@ pub struct Settings {
     pub profile: String,
     pub timeout: Duration,
     pub allow_insecure_http: bool,
+    /// `login` uses ERP.net's fixed paths, without discovery: --no-discovery, else ERPNET_NO_DISCOVERY,
+    /// else what the profile's last login did.
+    pub no_discovery: bool,
     pub saved: Option<SavedProfile>,
     /// What flags and environment variables said.
     pub given: Given,
@@ -107,6 +113,12 @@ impl Settings {
             .clone()
             .or_else(|| saved.as_ref().and_then(|s| s.scope.clone()))
             .unwrap_or_else(|| DEFAULT_SCOPE.to_owned());
+        // The saved choice holds for the saved instance only.
+        let no_discovery = global.no_discovery.unwrap_or_else(|| {
+            saved.as_ref().is_some_and(|s| {
+                s.no_discovery && instance.as_deref().is_some_and(|i| same_instance(&s.instance, i))
+            })
+        });
         Ok(Settings {
             instance,
             client_id,
@@ -118,6 +130,7 @@ impl Settings {
             profile,
             timeout: Duration::from_secs(global.timeout),
             allow_insecure_http: global.allow_insecure_http,
+            no_discovery,
             saved,
             given: Given {
                 instance: global.instance.clone(),

@@ -8,6 +8,7 @@ use crate::errors::failure;
 use crate::exit::Failure;
 use crate::saved_secret::SecretPlace;
 use crate::settings::{self, Settings, same_instance};
+use crate::time::rfc3339;
 use erpnet_oauth_core::id_token::UnverifiedClaims;
 use erpnet_oauth_core::{Error, IssuedTo, StoreError, StoreFile, escape};
 use std::collections::BTreeSet;
@@ -344,36 +345,4 @@ fn read_token_file(settings: &Settings) -> Result<Option<StoreFile>, Failure> {
     StoreFile::from_bytes(&bytes)
         .map(Some)
         .map_err(|e| failure(Error::Store(StoreError::Corrupt { path, reason: e.to_string() })))
-}
-
-/// `unix` (seconds) as RFC 3339 in UTC, e.g. `2026-12-02T09:30:00Z`.
-fn rfc3339(unix: u64) -> String {
-    let days = unix / 86_400;
-    let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days, on days since 1970-01-01 (non-negative here).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_in_utc() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        // The seed's `iat`.
-        assert_eq!(rfc3339(1_655_057_724), "2022-06-12T18:15:24Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(4_102_444_799), "2099-12-31T23:59:59Z");
-        assert_eq!(rfc3339(1_709_251_199), "2024-02-29T23:59:59Z");
-    }
 }

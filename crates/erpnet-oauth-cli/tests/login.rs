@@ -260,15 +260,6 @@ fn discovery_hanging_past_the_timeout_is_a_network_error() {
 }
 
 #[test]
-fn discovery_unavailable_falls_back_to_erpnet_paths() {
-    let h = Harness::new();
-    h.mock().inject_fault(Endpoint::Discovery, Fault::Status(404), None);
-    h.login();
-    let c = h.mock().counters();
-    assert_eq!((c.authorization_code_grants, c.faults_applied), (1, 1));
-}
-
-#[test]
 fn scope_flag_is_sent_and_remembered() {
     let h = Harness::new();
     let run = h.start_login(h.cli(&["--scope", "openid profile offline_access", "login", "--no-browser"]));

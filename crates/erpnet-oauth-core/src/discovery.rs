@@ -102,7 +102,8 @@ pub struct ProviderMetadata {
 impl ProviderMetadata {
     /// Parses the discovery response and checks that its `issuer` is exactly `expected_issuer`
     /// (catalogue H5; OpenID Connect Discovery §4.3). Required: `issuer`, `authorization_endpoint`,
-    /// `token_endpoint`, `jwks_uri`; every endpoint must be an absolute URL.
+    /// `token_endpoint`, `jwks_uri`; every endpoint must be an absolute URL. Only `200 OK` is an answer
+    /// (Discovery §4.2): any other status, a `204` or a `201` included, is [`DiscoveryError::Http`].
     pub fn parse<B: AsRef<[u8]>>(
         response: &http::Response<B>,
         expected_issuer: &str,
@@ -112,7 +113,7 @@ impl ProviderMetadata {
         if status.is_redirection() {
             return Err(DiscoveryError::Redirect { status: status.as_u16() });
         }
-        if !status.is_success() {
+        if status != http::StatusCode::OK {
             return Err(DiscoveryError::Http { status: status.as_u16(), length: body.len() });
         }
         Self::from_json(body, expected_issuer)

@@ -453,6 +453,7 @@ pub struct SendRequest {
     wait: TokenWait,
     sent: bool,
     checked: bool,
+    any_status: bool,
 }
 
 impl fmt::Debug for SendRequest {
@@ -461,6 +462,7 @@ impl fmt::Debug for SendRequest {
             .field("method", self.request.method())
             .field("uri", self.request.uri())
             .field("sent", &self.sent)
+            .field("any_status", &self.any_status)
             .finish_non_exhaustive()
     }
 }
@@ -468,7 +470,16 @@ impl fmt::Debug for SendRequest {
 impl SendRequest {
     /// The operation for `request`.
     pub fn new(request: http::Request<Vec<u8>>) -> Self {
-        SendRequest { request, wait: TokenWait::default(), sent: false, checked: false }
+        SendRequest { request, wait: TokenWait::default(), sent: false, checked: false, any_status: false }
+    }
+
+    /// Hands back the final response whatever its status, body included, instead of
+    /// [`Error::Api`]: for a caller that shows the server's error body (the CLI's `call`). The 401 still
+    /// leads to one renewal and one retry first, exactly as without it; classify the response with
+    /// [`crate::check_api_response`], which gives the error [`Self::new`] would have returned.
+    pub fn any_status(mut self) -> Self {
+        self.any_status = true;
+        self
     }
 }
 
@@ -494,6 +505,7 @@ impl Operation for SendRequest {
             let step = match input.take() {
                 Some(Input::Response(response)) => match manager.handle_api_response(call, &response) {
                     ApiOutcome::Done(Ok(())) => Some(Step::Done(Ok(response))),
+                    ApiOutcome::Done(Err(_)) if self.any_status => Some(Step::Done(Ok(response))),
                     ApiOutcome::Done(Err(e)) => Some(Step::Done(Err(Error::Api(e)))),
                     ApiOutcome::Retry => None,
                 },

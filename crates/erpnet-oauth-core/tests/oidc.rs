@@ -704,6 +704,30 @@ fn h5_discovery_with_another_issuer_is_rejected() {
 }
 
 #[test]
+fn discovery_answers_only_with_200() {
+    // OpenID Connect Discovery §4.2: a successful answer is `200 OK`. A 404 (a wrong instance URL), a 204
+    // or a 201 is an error, never "no document, use the defaults".
+    let c = client();
+    let doc = json!({
+        "issuer": ISSUER,
+        "authorization_endpoint": format!("{INSTANCE}/id/connect/authorize"),
+        "token_endpoint": format!("{INSTANCE}/id/connect/token"),
+        "jwks_uri": format!("{INSTANCE}/id/.well-known/openid-configuration/jwks"),
+    })
+    .to_string();
+    let answer = |status: u16| {
+        let mut r = http::Response::new(doc.clone());
+        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        ProviderMetadata::parse(&r, c.issuer())
+    };
+    assert!(answer(200).is_ok());
+    for status in [201, 203, 204, 404, 500] {
+        assert_eq!(answer(status), Err(DiscoveryError::Http { status, length: doc.len() }), "{status}");
+    }
+    assert_eq!(answer(302), Err(DiscoveryError::Redirect { status: 302 }));
+}
+
+#[test]
 fn g_revocation_and_end_session() {
     let c = client();
     let r = c.revocation_request(&RefreshToken::new("6-Cv7vQ5ouhYzs0AWg6tsG-YK7O5xP_kb5Qb8wEJMnw")).unwrap();

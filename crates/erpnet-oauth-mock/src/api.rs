@@ -136,20 +136,27 @@ pub(crate) async fn domain_api(State(s): State<Arc<Shared>>, req: Request) -> Re
             return business_error(&s, &message, "InvalidQueryOption", req.uri().query().unwrap_or(""));
         }
     };
-    let mut body = String::with_capacity(256 + 256 * top.unwrap_or(s.customers.len()).min(s.customers.len()));
+    // The rows asked for, then at most a page of them (server-driven paging).
+    let wanted = s.customers.len().saturating_sub(skip).min(top.unwrap_or(usize::MAX));
+    let served = s.config.page_size.map_or(wanted, |page| wanted.min(page));
+    let mut body = String::with_capacity(256 + 256 * served);
     let _ = write!(
         body,
         "{{\"@odata.context\":\"{}/api/domain/odata/$metadata#Crm_Customers\",\"value\":[",
         s.base_url
     );
-    let items = s.customers.iter().skip(skip).take(top.unwrap_or(usize::MAX));
-    for (i, c) in items.enumerate() {
+    for (i, c) in s.customers.iter().skip(skip).take(served).enumerate() {
         if i > 0 {
             body.push(',');
         }
         body.push_str(c);
     }
-    body.push_str("]}");
+    body.push(']');
+    if served < wanted {
+        let next = next_link(&s.base_url, path, req.uri().query(), skip + served, top.map(|t| t - served));
+        let _ = write!(body, ",\"@odata.nextLink\":{}", serde_json::Value::from(next));
+    }
+    body.push('}');
     s.counters.api_ok.fetch_add(1, Ordering::Relaxed);
     let mut r = response(
         StatusCode::OK,
@@ -158,6 +165,27 @@ pub(crate) async fn domain_api(State(s): State<Arc<Shared>>, req: Request) -> Re
     );
     r.headers_mut().insert("odata-version", HeaderValue::from_static("4.0"));
     r
+}
+
+/// The `@odata.nextLink` of a page: the request's URL (absolute, on the instance) with every query option
+/// kept as sent but `$skip` and `$top`, then `$top` (the rows still wanted, when the request limited them)
+/// and `$skip` (where the next page starts).
+fn next_link(base: &str, path: &str, query: Option<&str>, skip: usize, top: Option<usize>) -> String {
+    let mut pairs: Vec<String> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or("");
+            let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+            !pair.is_empty() && key != "$skip" && key != "$top"
+        })
+        .map(str::to_owned)
+        .collect();
+    if let Some(top) = top {
+        pairs.push(format!("$top={top}"));
+    }
+    pairs.push(format!("$skip={skip}"));
+    format!("{base}{path}?{}", pairs.join("&"))
 }
 
 pub(crate) async fn userinfo(State(s): State<Arc<Shared>>, req: Request) -> Response {

@@ -313,6 +313,10 @@ pub struct MockConfig {
     pub refresh: RefreshPolicy,
     /// How many fake `Crm_Customers` the Domain API serves (50).
     pub customers: usize,
+    /// Server-driven paging (OData v4 Protocol §11.2.6.7): at most this many rows per response, the rest
+    /// behind an `@odata.nextLink` (the request's URL with `$skip` advanced and `$top` reduced, as ASP.NET
+    /// OData writes it). `None` (the default): every row at once.
+    pub page_size: Option<usize>,
     /// The database name in the tokens' `db` claim.
     pub database: String,
     /// Accept `code_challenge_method=plain` (default false: S256 only).
@@ -346,6 +350,7 @@ impl Default for MockConfig {
             code_lifetime: Duration::from_secs(300),
             refresh: RefreshPolicy::default(),
             customers: 50,
+            page_size: None,
             database: DEMO_DATABASE.to_owned(),
             allow_plain_pkce: false,
             revoke_grant_on_code_reuse: true,
@@ -441,6 +446,9 @@ impl MockConfig {
             if !names.insert(user.username.as_str()) {
                 return Err(ConfigError::Invalid(format!("duplicate username {:?}", user.username)));
             }
+        }
+        if self.page_size == Some(0) {
+            return Err(ConfigError::Invalid("page_size must be positive (or null: no paging)".into()));
         }
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid("max_body_bytes must be positive".into()));

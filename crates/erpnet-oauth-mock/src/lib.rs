@@ -36,7 +36,7 @@
 //! | `GET, POST /id/connect/userinfo` | claims of the bearer token's user |
 //! | `POST /id/connect/revocation` | RFC 7009 |
 //! | `GET, POST /id/connect/endsession` | logout, then redirect to an allowed `post_logout_redirect_uri` |
-//! | `GET /api/domain/odata/Crm_Customers` | `$top`, `$skip`; deterministic fake customers |
+//! | `GET /api/domain/odata/Crm_Customers` | `$top`, `$skip`; deterministic fake customers; `@odata.nextLink` pages with `page_size` |
 //!
 //! Tokens: access tokens are RS256 JWTs with header `typ: at+jwt` and claims `iss, nbf, iat, exp, aud
 //! ("DomainApi"), client_id, sub, auth_time, idp, id, name, email, user_type ("InternalUser"), db, locale, jti,
@@ -117,7 +117,7 @@
 //!   "access_token_lifetime": 3600, "id_token_lifetime": 300, "code_lifetime": 300,
 //!   "refresh": {"absolute_lifetime_confidential": 2592000, "absolute_lifetime_public": 86400,
 //!               "sliding_lifetime": null, "one_time_only": true, "reuse_detection": true},
-//!   "customers": 50, "database": "demodb"
+//!   "customers": 50, "page_size": null, "database": "demodb"
 //! }
 //! ```
 //!

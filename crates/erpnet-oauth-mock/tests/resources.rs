@@ -37,6 +37,60 @@ fn domain_api_pages_deterministic_customers() {
 }
 
 #[test]
+fn domain_api_server_driven_paging_follows_odata() {
+    // `page_size`: at most that many rows per answer, the rest behind `@odata.nextLink` (an absolute URL
+    // on the instance, the other query options kept), none on the last page.
+    let mock = start_with(|c| {
+        c.customers = 25;
+        c.page_size = Some(10);
+    });
+    let agent = agent();
+    let token = mock.mint_access_token(Some("admin"), DEMO_CLIENT_ID, &["DomainApi"]).unwrap();
+    let auth = bearer(&token);
+    let h = [("Authorization", auth.as_str())];
+    let mut url = customers_url(&mock, "?$select=Id,Number");
+    let mut rows = Vec::new();
+    let mut links = Vec::new();
+    loop {
+        let page = get(&agent, &url, &h).json();
+        let value = page["value"].as_array().unwrap();
+        assert!(value.len() <= 10);
+        rows.extend(value.iter().map(|r| r["Number"].as_str().unwrap().to_owned()));
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => {
+                links.push(next.to_owned());
+                url = next.to_owned();
+            }
+            None => break,
+        }
+    }
+    let base = format!("{}/api/domain/odata/Crm_Customers", mock.base_url());
+    assert_eq!(
+        links,
+        [format!("{base}?$select=Id,Number&$skip=10"), format!("{base}?$select=Id,Number&$skip=20")]
+    );
+    let expected: Vec<String> = (1..=25).map(|i| format!("C{i:05}")).collect();
+    assert_eq!(rows, expected);
+    // `$top` and `$skip` of the client: the pages stop at `$top` rows.
+    let page = get(&agent, &customers_url(&mock, "?$top=12&$skip=3"), &h).json();
+    assert_eq!(page["value"].as_array().unwrap().len(), 10);
+    assert_eq!(page["@odata.nextLink"], format!("{base}?$top=2&$skip=13"));
+    let last = get(&agent, page["@odata.nextLink"].as_str().unwrap(), &h).json();
+    assert_eq!(last["value"].as_array().unwrap().len(), 2);
+    assert_eq!(last["value"][1]["Number"], "C00015");
+    assert!(last.get("@odata.nextLink").is_none());
+    // Exactly one page's worth: no link.
+    let page = get(&agent, &customers_url(&mock, "?$top=10"), &h).json();
+    assert!(page.get("@odata.nextLink").is_none());
+    // Without `page_size` (the default) every row comes at once.
+    let whole = start_with(|c| c.customers = 25);
+    let t = whole.mint_access_token(Some("admin"), DEMO_CLIENT_ID, &["DomainApi"]).unwrap();
+    let all = get(&agent, &customers_url(&whole, ""), &[("Authorization", &bearer(&t))]).json();
+    assert_eq!(all["value"].as_array().unwrap().len(), 25);
+    assert!(all.get("@odata.nextLink").is_none());
+}
+
+#[test]
 fn domain_api_business_errors_are_500_json() {
     let mock = start();
     let agent = agent();

@@ -138,6 +138,30 @@ fn api_errors_are_typed() {
 }
 
 #[test]
+fn send_any_status_hands_back_the_error_body_after_the_one_retry() {
+    let (mock, session) = logged_in(MemoryStore::new());
+    let request =
+        |url: &str| http::Request::get(format!("{}{url}", mock.base_url())).body(Vec::new()).unwrap();
+    // A business error: the body comes back, and it classifies as `send` would have said.
+    let response = session.send_any_status(request("/api/domain/odata/Crm_Customers?$filter=fail")).unwrap();
+    assert_eq!(response.status(), 500);
+    let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(body["code"], "TestFailure");
+    assert!(matches!(
+        erpnet_oauth_core::check_api_response(&response),
+        Err(ApiError::Business { status: 500, .. })
+    ));
+    // A 401: one refresh and one retry, then the second 401 comes back as a response.
+    mock.inject_fault(Endpoint::DomainApi, Fault::Status(401), Some(2));
+    let response = session.send_any_status(request(CUSTOMERS)).unwrap();
+    assert_eq!(response.status(), 401);
+    let c = mock.counters();
+    assert_eq!((c.refresh_token_grants, c.faults_applied, c.api_business_errors), (1, 2, 1));
+    // A success is unchanged.
+    assert_eq!(session.send_any_status(request(CUSTOMERS)).unwrap().status(), 200);
+}
+
+#[test]
 fn insufficient_scope_is_not_refreshed() {
     let mock = mock();
     let session = Session::builder(client(&mock, REDIRECT_URI)).clock(mock_clock(&mock)).build().unwrap();

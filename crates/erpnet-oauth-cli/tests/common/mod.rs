@@ -41,6 +41,7 @@ pub const PROCESS_DEADLINE: Duration = Duration::from_secs(60);
 
 /// The environment variables the CLI reads: removed from every child so the host's settings never leak in.
 const CLI_ENV: &[&str] = &[
+    "ERPNET_NO_DISCOVERY",
     "ERPNET_INSTANCE",
     "ERPNET_CLIENT_ID",
     "ERPNET_CLIENT_SECRET",
