@@ -137,7 +137,10 @@ impl StoreError {
     /// unreachable ([`Self::Unavailable`]), busy ([`Self::LockTimeout`]), or had newer tokens
     /// ([`Self::Fenced`]). File errors, corrupt or foreign tokens and decryption failures are not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. } | StoreError::LockTimeout { .. } | StoreError::Fenced { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::LockTimeout { .. } | StoreError::Fenced { .. }
+        )
     }
 }
 
@@ -368,6 +371,34 @@ mod tests {
         let one = jwt(serde_json::json!({"iss": "https://a.example/id", "aud": ["app"]}));
         assert_eq!(IssuedTo::from_id_token(&one), Some(a()));
         assert_eq!(IssuedTo::from_id_token(&IdToken::new("not a jwt")), None);
+    }
+
+    #[test]
+    fn only_a_shared_stores_passing_troubles_are_retryable() {
+        let store = "redis://:[redacted]@h:6379/ key p:alice".to_owned();
+        let retryable = [
+            StoreError::Unavailable { store: store.clone(), reason: "connection refused".to_owned() },
+            StoreError::LockTimeout { store: store.clone(), waited: std::time::Duration::from_secs(75) },
+            StoreError::Fenced { store: store.clone() },
+        ];
+        for e in retryable {
+            assert!(e.is_retryable(), "{e}");
+            assert!(crate::Error::from(e).is_retryable());
+        }
+        let not = [
+            StoreError::Decrypt { store: store.clone(), reason: "wrong key".to_owned() },
+            StoreError::Other("disk full".to_owned()),
+            StoreError::Corrupt { path: PathBuf::from("/s/t.json"), reason: "x".to_owned() },
+            StoreError::Io {
+                path: PathBuf::from("/s/t.json"),
+                action: "read",
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
+        ];
+        for e in not {
+            assert!(!e.is_retryable(), "{e}");
+            assert!(!crate::Error::from(e).is_retryable());
+        }
     }
 
     #[test]

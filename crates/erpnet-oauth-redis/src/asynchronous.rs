@@ -261,12 +261,17 @@ impl AsyncRedisStore {
     }
 
     async fn unlock(&self, owner: &str) {
-        if let Ok(mut c) = self.connection().await {
-            if let Err(e) =
-                self.conn.scripts.unlock.key(&self.settings.keys.lock).arg(owner).invoke_async::<i64>(&mut c).await
-            {
-                let _ = self.failed(&e, "releasing the lock");
-            }
+        let Ok(mut c) = self.connection().await else { return };
+        let released = self
+            .conn
+            .scripts
+            .unlock
+            .key(&self.settings.keys.lock)
+            .arg(owner)
+            .invoke_async::<i64>(&mut c)
+            .await;
+        if let Err(e) = released {
+            let _ = self.failed(&e, "releasing the lock");
         }
     }
 
@@ -274,7 +279,8 @@ impl AsyncRedisStore {
         if let Ok(mut c) = self.conn.client.get_connection_with_timeout(self.settings.timeout) {
             let t = Some(self.settings.timeout);
             if c.set_read_timeout(t).and_then(|()| c.set_write_timeout(t)).is_ok() {
-                let _ = self.conn.scripts.unlock.key(&self.settings.keys.lock).arg(owner).invoke::<i64>(&mut c);
+                let _ =
+                    self.conn.scripts.unlock.key(&self.settings.keys.lock).arg(owner).invoke::<i64>(&mut c);
             }
         }
     }

@@ -39,7 +39,11 @@ pub struct RedisStore {
 impl Clone for RedisStore {
     /// The same login on the same connections; the clone holds no lock of its own.
     fn clone(&self) -> Self {
-        RedisStore { settings: self.settings.clone(), pool: self.pool.clone(), held: Arc::new(HeldSlot::default()) }
+        RedisStore {
+            settings: self.settings.clone(),
+            pool: self.pool.clone(),
+            held: Arc::new(HeldSlot::default()),
+        }
     }
 }
 

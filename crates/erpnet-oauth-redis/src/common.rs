@@ -95,7 +95,10 @@ impl Settings {
             other => {
                 return Err(ConfigError::Url {
                     url: redacted,
-                    reason: format!("the scheme must be redis or rediss, not {}", erpnet_oauth_core::escape(other)),
+                    reason: format!(
+                        "the scheme must be redis or rediss, not {}",
+                        erpnet_oauth_core::escape(other)
+                    ),
                 });
             }
         }
@@ -104,9 +107,7 @@ impl Settings {
             // Only when the application installed no provider of its own.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let password = parsed.password().map(|p| {
-            percent_decode(p)
-        });
+        let password = parsed.password().map(percent_decode);
         let client = redis::Client::open(url).map_err(|e| ConfigError::Url {
             url: redacted.clone(),
             reason: scrub(&e.to_string(), password.as_deref()),
@@ -163,7 +164,9 @@ impl Settings {
 
     pub(crate) fn set_timeout(&mut self, timeout: Duration) -> Result<(), ConfigError> {
         if timeout.is_zero() || timeout > Duration::from_secs(300) {
-            return Err(ConfigError::Duration(format!("the Redis timeout must be within (0, 300 s], not {timeout:?}")));
+            return Err(ConfigError::Duration(format!(
+                "the Redis timeout must be within (0, 300 s], not {timeout:?}"
+            )));
         }
         self.timeout = timeout;
         Ok(())
@@ -193,10 +196,9 @@ impl Settings {
         let reason = format!("{doing}: {}", scrub(&e.to_string(), self.password.as_deref()));
         let reason = erpnet_oauth_core::escape(&reason).into_owned();
         match e.kind() {
-            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => StoreError::Other(format!(
-                "the token store {} refused this client ({reason})",
-                self.name()
-            )),
+            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
+                StoreError::Other(format!("the token store {} refused this client ({reason})", self.name()))
+            }
             ErrorKind::Server(ServerErrorKind::ResponseError) if e.code() == Some("WRONGTYPE") => {
                 StoreError::Corrupt {
                     path: PathBuf::from(&self.keys.tokens),
@@ -225,8 +227,10 @@ impl Settings {
     pub(crate) fn decode(&self, stored: &[u8]) -> Result<TokenSet, StoreError> {
         let plain = crypto::open(self.encryption.as_ref(), &self.keys.tokens, stored)
             .map_err(|e| StoreError::Decrypt { store: self.name(), reason: e.to_string() })?;
-        let file = StoreFile::from_bytes(&plain)
-            .map_err(|e| StoreError::Corrupt { path: PathBuf::from(&self.keys.tokens), reason: e.to_string() })?;
+        let file = StoreFile::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
+            path: PathBuf::from(&self.keys.tokens),
+            reason: e.to_string(),
+        })?;
         match &self.issued_to {
             None => Ok(file.tokens),
             Some(expected) => file.tokens_for(expected).map_err(|stored| StoreError::IssuedToAnother {
@@ -248,7 +252,8 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes.get(i), bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+        match (bytes.get(i), bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        {
             (Some(b'%'), Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -292,10 +297,10 @@ impl HeldSlot {
     }
     /// After a write under the lock: the generation it wrote.
     pub(crate) fn advance(&self, owner: &str, generation: i64) {
-        if let Some(h) = self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut() {
-            if h.owner == owner {
-                h.generation = generation;
-            }
+        if let Some(h) = self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut()
+            && h.owner == owner
+        {
+            h.generation = generation;
         }
     }
     pub(crate) fn release(&self, owner: &str) {
@@ -311,7 +316,8 @@ pub(crate) type Shared = Arc<HeldSlot>;
 /// A random lock owner: 128 bits from the OS, in hex.
 pub(crate) fn new_owner() -> Result<String, StoreError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| StoreError::Other(format!("the OS random source failed: {e}")))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Other(format!("the OS random source failed: {e}")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 

@@ -109,7 +109,8 @@ pub(crate) fn open(key: Option<&EncryptionKey>, aad: &str, stored: &[u8]) -> Res
     let (nonce, sealed) = rest.split_at(NONCE_LEN);
     let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Short)?;
     let mut in_out = sealed.to_vec();
-    let plain = key.0.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out).map_err(|_| OpenError::Tag)?;
+    let plain =
+        key.0.open_in_place(nonce, Aad::from(aad.as_bytes()), &mut in_out).map_err(|_| OpenError::Tag)?;
     Ok(plain.to_vec())
 }
 

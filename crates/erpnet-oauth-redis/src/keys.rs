@@ -99,8 +99,9 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
     if prefix.len() > MAX_PREFIX_LEN {
         return Err(format!("a key prefix has at most {MAX_PREFIX_LEN} bytes, not {}", prefix.len()));
     }
-    if let Some(offset) =
-        prefix.bytes().position(|b| !b.is_ascii_graphic() || matches!(b, b'{' | b'}' | b'*' | b'?' | b'[' | b']'))
+    if let Some(offset) = prefix
+        .bytes()
+        .position(|b| !b.is_ascii_graphic() || matches!(b, b'{' | b'}' | b'*' | b'?' | b'[' | b']'))
     {
         return Err(format!(
             "a key prefix may hold printable ASCII other than space {{ }} * ? [ ] only (byte {offset} is not)"

@@ -32,7 +32,10 @@ fn main() {
         Ok(role @ ("die-before-send" | "die-before-save")) => child_doomed(role),
         _ => {
             let tests: [(&str, fn()); 3] = [
-                ("four_processes_of_sixteen_threads_refresh_once_per_expiry", four_processes_refresh_once_per_expiry),
+                (
+                    "four_processes_of_sixteen_threads_refresh_once_per_expiry",
+                    four_processes_refresh_once_per_expiry,
+                ),
                 ("a_holder_killed_before_its_token_request_is_taken_over", killed_before_send),
                 ("a_holder_killed_after_the_answer_ends_the_login_honestly", killed_before_save),
             ];
@@ -85,7 +88,8 @@ fn child_blocking() {
     let mut lines = stdin.lock().lines();
     let first = lines.next().unwrap().unwrap();
     clock.set(UNIX_EPOCH + Duration::from_nanos(first.trim_start_matches("go ").parse().unwrap()));
-    let session = std::sync::Arc::new(Session::builder(client).store(store).clock(clock.as_fn()).build().unwrap());
+    let session =
+        std::sync::Arc::new(Session::builder(client).store(store).clock(clock.as_fn()).build().unwrap());
     let mut line = first;
     loop {
         let at: u64 = line.trim_start_matches("go ").parse().unwrap();
@@ -202,7 +206,12 @@ fn four_processes_refresh_once_per_expiry() {
     // Two processes on the blocking store, two on the async one: both read and write the same login.
     let mut children: Vec<Child_> = (0..PROCESSES)
         .map(|i| {
-            let mut child = spawn_child(if i % 2 == 0 { "blocking" } else { "async" }, &mock.base_url(), &redis.url(), &[]);
+            let mut child = spawn_child(
+                if i % 2 == 0 { "blocking" } else { "async" },
+                &mock.base_url(),
+                &redis.url(),
+                &[],
+            );
             let stdin = child.stdin.take().unwrap();
             let stdout = BufReader::new(child.stdout.take().unwrap());
             Child_ { child, stdin, stdout }
@@ -309,7 +318,10 @@ fn child_doomed(role: &str) {
 
 /// Logs in through Redis, lets the token expire, and runs a doomed child until it says `expect`, then
 /// SIGKILLs it. Returns the mock, the server, the store and the clock at the expiry.
-fn doomed_run(role: &str, expect: &str) -> (std::sync::Arc<erpnet_oauth_mock::MockErpNet>, RedisServer, RedisStore, SetClock) {
+fn doomed_run(
+    role: &str,
+    expect: &str,
+) -> (std::sync::Arc<erpnet_oauth_mock::MockErpNet>, RedisServer, RedisStore, SetClock) {
     let redis = RedisServer::start();
     let mock = mock();
     let client = client(&mock.base_url());
@@ -326,8 +338,12 @@ fn doomed_run(role: &str, expect: &str) -> (std::sync::Arc<erpnet_oauth_mock::Mo
     mock.advance_clock(Duration::from_secs(3600));
     clock.set(mock.now());
     mock.reset_counters();
-    let mut child =
-        spawn_child(role, &mock.base_url(), &redis.url(), &[("REDIS_TEST_NOW", nanos(mock.now()).to_string())]);
+    let mut child = spawn_child(
+        role,
+        &mock.base_url(),
+        &redis.url(),
+        &[("REDIS_TEST_NOW", nanos(mock.now()).to_string())],
+    );
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -348,7 +364,8 @@ fn killed_before_send() {
     let before = store.load().unwrap().unwrap();
     assert_eq!(mock.counters().token_requests, 0, "the dead holder sent nothing");
     // Another instance: it waits for the dead holder's lease, then refreshes with the stored token.
-    let session = Session::builder(client(&mock.base_url())).store(store.clone()).clock(clock.as_fn()).build().unwrap();
+    let session =
+        Session::builder(client(&mock.base_url())).store(store.clone()).clock(clock.as_fn()).build().unwrap();
     let r = session.get("/api/domain/odata/Crm_Customers?$top=1").unwrap();
     assert_eq!(r.status(), 200);
     let c = mock.counters();
@@ -364,12 +381,15 @@ fn killed_before_save() {
     let c = mock.counters();
     assert_eq!(c.refresh_token_grants, 1, "the dead holder's refresh was answered: the token rotated");
     // The rotated refresh token died with the process; the store holds the one the server just spent.
-    let session = Session::builder(client(&mock.base_url())).store(store.clone()).clock(clock.as_fn()).build().unwrap();
+    let session =
+        Session::builder(client(&mock.base_url())).store(store.clone()).clock(clock.as_fn()).build().unwrap();
     let e = session.get("/api/domain/odata/Crm_Customers?$top=1").unwrap_err();
     assert!(e.is_login_required(), "reported as login required: {e}");
     let c = mock.counters();
     assert_eq!(c.refresh_token_reuses, 1, "the next refresh sent the spent token: the mock saw reuse");
     assert_eq!(c.invalid_grant_errors, 1);
     assert_eq!(store.load().unwrap(), None, "the dead login's tokens were deleted (invalid_grant)");
-    eprintln!("killed after the answer: the rotated refresh token was lost with the process; reuse detected; login required: {e}");
+    eprintln!(
+        "killed after the answer: the rotated refresh token was lost with the process; reuse detected; login required: {e}"
+    );
 }

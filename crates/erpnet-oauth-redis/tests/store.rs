@@ -110,7 +110,8 @@ fn lock_contention_loses_no_update() {
                 let mut c = raw(port);
                 for _ in 0..25 {
                     let _lock = store.lock().unwrap();
-                    let n: i64 = redis::cmd("GET").arg("counter").query::<Option<i64>>(&mut c).unwrap().unwrap_or(0);
+                    let n: i64 =
+                        redis::cmd("GET").arg("counter").query::<Option<i64>>(&mut c).unwrap().unwrap_or(0);
                     std::thread::yield_now();
                     let _: () = redis::cmd("SET").arg("counter").arg(n + 1).query(&mut c).unwrap();
                 }
@@ -231,7 +232,10 @@ fn encryption_round_trip_wrong_key_tampered_moved_and_mixed() {
     // Encrypted where plain is expected, plain where encrypted is expected: errors, never garbage.
     let plain = RedisStore::open(&redis.url(), "alice").unwrap();
     let e = plain.load().unwrap_err();
-    assert!(matches!(&e, StoreError::Decrypt { reason, .. } if reason.contains("no encryption key")), "{e:?}");
+    assert!(
+        matches!(&e, StoreError::Decrypt { reason, .. } if reason.contains("no encryption key")),
+        "{e:?}"
+    );
     let carol = RedisStore::open(&redis.url(), "carol").unwrap();
     carol.save(&tokens(3)).unwrap();
     let e = carol.clone().encryption_key(key).load().unwrap_err();
@@ -321,7 +325,8 @@ fn a_redis_with_a_password_and_a_wrong_one() {
     let store = RedisStore::open(&url, "alice").unwrap();
     store.save(&tokens(1)).unwrap();
     assert_eq!(store.load().unwrap(), Some(tokens(1)));
-    let wrong = RedisStore::open(&format!("redis://:wrong-pass@127.0.0.1:{}/", redis.port()), "alice").unwrap();
+    let wrong =
+        RedisStore::open(&format!("redis://:wrong-pass@127.0.0.1:{}/", redis.port()), "alice").unwrap();
     let e = wrong.load().unwrap_err();
     assert!(!e.to_string().contains("wrong-pass"), "{e}");
     assert!(!e.is_retryable(), "a refused password is not retryable: {e:?}");
@@ -398,7 +403,12 @@ async fn async_lock_contention_loses_no_update() {
                 let lock = store.lock().await.unwrap();
                 let n: Option<i64> = redis::cmd("GET").arg("counter").query_async(&mut c).await.unwrap();
                 tokio::task::yield_now().await;
-                let _: () = redis::cmd("SET").arg("counter").arg(n.unwrap_or(0) + 1).query_async(&mut c).await.unwrap();
+                let _: () = redis::cmd("SET")
+                    .arg("counter")
+                    .arg(n.unwrap_or(0) + 1)
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
                 drop(lock);
                 done.fetch_add(1, Ordering::Relaxed);
             }

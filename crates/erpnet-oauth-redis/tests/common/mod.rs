@@ -5,8 +5,8 @@
 pub mod redis_server;
 
 use erpnet_oauth_mock::{
-    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH, LOGIN_REQUEST_HEADER,
-    MockConfig, MockErpNet,
+    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH,
+    LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
 };
 use erpnet_oauth_ureq::{AuthorizationRequest, Callback, ClientConfig, ClientSecret};
 use std::sync::Arc;
@@ -69,8 +69,12 @@ pub fn browser_login(mock: &MockErpNet, authorize_url: &str) -> String {
         ureq::Agent::config_builder().max_redirects(0).http_status_as_error(false).build().into();
     let mut page = agent.get(authorize_url).call().expect("the authorize page");
     assert_eq!(page.status(), 200, "the login form");
-    let request_id =
-        page.headers().get(LOGIN_REQUEST_HEADER).and_then(|v| v.to_str().ok()).expect("request id").to_owned();
+    let request_id = page
+        .headers()
+        .get(LOGIN_REQUEST_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .expect("request id")
+        .to_owned();
     let _ = page.body_mut().read_to_string();
     let answer = agent
         .post(&format!("{}{LOGIN_PATH}", mock.base_url()))
