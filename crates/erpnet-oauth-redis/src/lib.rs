@@ -123,6 +123,7 @@
 //!   not be in one slot); Valkey works as Redis does.
 
 #![warn(missing_docs)]
+
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 #[cfg(feature = "async")]
@@ -143,3 +144,8 @@ pub use common::{
 pub use crypto::{EncryptionKey, InvalidKeyLength};
 pub use erpnet_oauth_core::store::{StoreError, StoreLock};
 pub use keys::{DEFAULT_PREFIX, InvalidLoginId, LoginId, MAX_LOGIN_ID_LEN, MAX_PREFIX_LEN};
+
+/// The README's example, run as a doctest.
+#[cfg(all(doctest, feature = "blocking"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
