@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 const READS: usize = 20_000;
 const CALLERS: usize = 64;
-const LOCKS_PER_CALLER: usize = 20;
+const ROUNDS: usize = 20;
 
 fn tokens() -> TokenSet {
     TokenSet {
@@ -62,7 +62,7 @@ fn reads(name: &str, threads: usize, load: impl Fn() + Send + Sync + 'static) {
     }
     let elapsed = start.elapsed();
     println!(
-        "  {name:<44} {threads:>2} thread(s): {:>9.0} reads/s ({:.1} µs per read)",
+        "  {name:<32} {threads:>2} thread(s): {:>7.0} reads/s ({:.1} µs per read in each thread)",
         per_second(per * threads, elapsed),
         elapsed.as_secs_f64() * 1e6 / (per * threads) as f64 * threads as f64
     );
@@ -71,14 +71,17 @@ fn reads(name: &str, threads: usize, load: impl Fn() + Send + Sync + 'static) {
 fn main() {
     let redis = redis_server::RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    println!("erpnet-oauth-redis measurements (redis-server on loopback, no persistence; {READS} reads each)");
-    println!("token reads (load: read, decode{}, check the binding):", "");
+    println!(
+        "erpnet-oauth-redis measurements (redis-server on loopback, no persistence; {READS} reads each)"
+    );
+    println!("token reads (load: read, decode, check the binding):");
 
     let file = FileStore::new(dir.path().join("tokens.json"));
     file.save(&tokens()).unwrap();
     let redis_store = RedisStore::open(&redis.url(), "reader").unwrap();
     redis_store.save(&tokens()).unwrap();
-    let encrypted = RedisStore::open(&redis.url(), "encrypted").unwrap().encryption_key(EncryptionKey::new([9; 32]));
+    let encrypted =
+        RedisStore::open(&redis.url(), "encrypted").unwrap().encryption_key(EncryptionKey::new([9; 32]));
     encrypted.save(&tokens()).unwrap();
     for threads in [1, 8] {
         let f = file.clone();
@@ -89,7 +92,10 @@ fn main() {
         reads("RedisStore::load (AES-256-GCM)", threads, move || assert!(e.load().unwrap().is_some()));
     }
 
-    println!("lock wait with {CALLERS} callers contending ({LOCKS_PER_CALLER} locks each; under the lock: load + save):");
+    println!(
+        "lock wait: {CALLERS} callers ask for one login's lock at the same moment (a barrier), {ROUNDS} rounds; \
+         under the lock: load + save"
+    );
     let store = RedisStore::open(&redis.url(), "contended").unwrap();
     store.save(&tokens()).unwrap();
     let barrier = Arc::new(Barrier::new(CALLERS));
@@ -99,9 +105,9 @@ fn main() {
             let store = store.clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                barrier.wait();
                 let mut waits = Vec::new();
-                for _ in 0..LOCKS_PER_CALLER {
+                for _ in 0..ROUNDS {
+                    barrier.wait();
                     let asked = Instant::now();
                     let lock = store.lock().unwrap();
                     waits.push(asked.elapsed());
@@ -114,20 +120,23 @@ fn main() {
         })
         .collect();
     let mut waits: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    report("blocking RedisStore, 64 threads", &mut waits, start.elapsed());
+    report("RedisStore, 64 threads", &mut waits, start.elapsed());
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     let url = redis.url();
     let (mut waits, elapsed) = runtime.block_on(async move {
         let store = AsyncRedisStore::open(&url, "contended-async").unwrap();
         store.save(&tokens()).await.unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..CALLERS {
             let store = store.clone();
+            let barrier = barrier.clone();
             tasks.spawn(async move {
                 let mut waits = Vec::new();
-                for _ in 0..LOCKS_PER_CALLER {
+                for _ in 0..ROUNDS {
+                    barrier.wait().await;
                     let asked = Instant::now();
                     let lock = store.lock().await.unwrap();
                     waits.push(asked.elapsed());
@@ -144,14 +153,14 @@ fn main() {
         }
         (all, start.elapsed())
     });
-    report("AsyncRedisStore, 64 tasks on 4 threads", &mut waits, elapsed);
+    report("AsyncRedisStore, 64 tasks, 4 threads", &mut waits, elapsed);
 }
 
 fn report(name: &str, waits: &mut [Duration], elapsed: Duration) {
     waits.sort();
     let n = waits.len();
     println!(
-        "  {name:<40} {n} locks in {:.2} s ({:.0} locks/s): wait p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "  {name:<38} {n} locks in {:.2} s ({:.0} locks/s): wait p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         elapsed.as_secs_f64(),
         per_second(n, elapsed),
         percentile(waits, 0.50).as_secs_f64() * 1e3,

@@ -123,7 +123,6 @@
 //!   not be in one slot); Valkey works as Redis does.
 
 #![warn(missing_docs)]
-
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
 #[cfg(feature = "async")]
