@@ -11,7 +11,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-/// Why a store could not be used.
+/// Why a store could not be used. Shared by every store; for a store in a server (Redis), the `path` of
+/// [`Self::Corrupt`] and [`Self::IssuedToAnother`] is the key's name.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {

@@ -120,7 +120,13 @@
 //!   fencing then keeps the stores' content ordered, but both may send a refresh with the same token and
 //!   the server's reuse detection ends the login. Failover costs at most the logins refreshing at that
 //!   moment, never a wrong user's tokens. Redis Cluster is not supported (the two keys of a login need
-//!   not be in one slot); Valkey works as Redis does.
+//!   not be in one slot). The store uses only `SET NX PX`, `HGET`, `HSET`, `HDEL`, `PEXPIRE`, `PTTL`,
+//!   `GET`, `DEL`, `EXISTS` and Lua scripts (`EVALSHA`, then `EVAL`), which Valkey implements as Redis does;
+//!   the tests run against Redis 7 only.
+//!
+//! A lock whose `SET` reached Redis but whose answer was lost (a timeout, or an async `lock` future
+//! dropped while waiting for it) is not known to be held: it stays until its lease ends, which delays the
+//! next renewal of that login by at most the lease.
 
 #![warn(missing_docs)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
