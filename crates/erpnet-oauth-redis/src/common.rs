@@ -195,20 +195,35 @@ impl Settings {
         use redis::{ErrorKind, ServerErrorKind};
         let reason = format!("{doing}: {}", scrub(&e.to_string(), self.password.as_deref()));
         let reason = erpnet_oauth_core::escape(&reason).into_owned();
+        let transient_server =
+            matches!(
+                e.kind(),
+                ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+            ) || matches!(e.code(), Some("LOADING" | "BUSY" | "MISCONF" | "OOM" | "MASTERDOWN" | "READONLY"));
+        if e.code() == Some("WRONGTYPE") {
+            return StoreError::Corrupt {
+                path: PathBuf::from(&self.keys.tokens),
+                reason: "the key holds another Redis type than this store's hash".to_owned(),
+            };
+        }
+        let lost = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || matches!(e.kind(), ErrorKind::Io | ErrorKind::Client);
         match e.kind() {
             ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
                 StoreError::Other(format!("the token store {} refused this client ({reason})", self.name()))
             }
-            ErrorKind::Server(ServerErrorKind::ResponseError) if e.code() == Some("WRONGTYPE") => {
-                StoreError::Corrupt {
-                    path: PathBuf::from(&self.keys.tokens),
-                    reason: "the key holds another Redis type than this store's hash".to_owned(),
-                }
-            }
-            ErrorKind::Server(ServerErrorKind::NoPerm) => {
-                StoreError::Other(format!("the token store {} refused a command ({reason})", self.name()))
-            }
-            _ => StoreError::Unavailable { store: self.name(), reason },
+            _ if lost || transient_server => StoreError::Unavailable { store: self.name(), reason },
+            // NOPERM, NOAUTH, a script error, an unexpected answer: not a passing trouble.
+            _ => StoreError::Other(format!("the token store {} failed ({reason})", self.name())),
         }
     }
 

@@ -42,10 +42,11 @@
 //!
 //! # The lock, and the reload under it
 //!
-//! Every renewal (and logout, and a login's save) of a session runs `LockStore → LoadStore → (send the
-//! refresh request, unless the tokens re-read are already newer than the ones held: another instance
-//! refreshed meanwhile, and they are adopted) → SaveStore | ClearStore → UnlockStore`: the core's
-//! lifecycle, unchanged. Here `LockStore` is `SET P ID:lock OWNER NX PX LEASE` with 128 random bits as
+//! Every renewal of a session runs `LockStore → LoadStore → (send the refresh request, unless the tokens
+//! re-read are already newer than the ones held: another instance refreshed meanwhile, and they are
+//! adopted) → SaveStore | ClearStore → UnlockStore`, a logout `LockStore → LoadStore → (revoke) →
+//! ClearStore → UnlockStore`, a login's save `LockStore → SaveStore → UnlockStore`: the core's lifecycle,
+//! unchanged. Here `LockStore` is `SET P ID:lock OWNER NX PX LEASE` with 128 random bits as
 //! the owner, retried with a bounded backoff (2 ms doubling to 50 ms, jittered, never past the lease's
 //! end) for at most [`RedisStore::lock_wait`] (default: the lease plus 5 s), then
 //! [`StoreError::LockTimeout`], retryable. No refresh is ever sent without the lock. The release is an

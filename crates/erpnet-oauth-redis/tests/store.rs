@@ -474,3 +474,22 @@ async fn async_errors_when_redis_is_unreachable() {
     }
     let _ = SystemTime::now();
 }
+
+#[test]
+fn a_key_of_another_type_is_reported_corrupt_and_left_alone() {
+    let redis = RedisServer::start();
+    let store = RedisStore::open(&redis.url(), "alice").unwrap();
+    assert_eq!(redis.command(&["SET", store.key(), "not a hash"]), "+OK");
+    let e = store.load().unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+    let e = store.save(&tokens(1)).unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+    assert!(!e.is_retryable());
+    assert_eq!(redis.command(&["GET", store.key()]), "not a hash", "left as it was");
+    // A hash whose tokens are not a store file.
+    assert_eq!(redis.command(&["DEL", store.key()]), ":1");
+    assert_eq!(redis.command(&["HSET", store.key(), "tokens", "{broken"]), ":1");
+    let e = store.load().unwrap_err();
+    assert!(matches!(&e, StoreError::Corrupt { path, .. } if path.to_str() == Some(store.key())), "{e:?}");
+    assert!(!e.to_string().contains("broken"), "the content is never quoted: {e}");
+}
