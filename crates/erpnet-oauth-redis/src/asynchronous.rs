@@ -25,7 +25,9 @@ struct Conn {
 /// [`Self::for_login`] siblings, made again after a failure), every answer bounded by
 /// [`Self::timeout`]; the lock is waited for with `tokio::time::sleep`. Dropping the [`StoreLock`]
 /// spawns the release (compare-and-delete) on the current runtime instead of waiting for it (outside a
-/// runtime, on a thread of its own); a release that fails leaves the lock to expire with its lease.
+/// runtime, on a thread of its own); a release that fails, or that has not run when the process exits or
+/// Redis stops, leaves the lock to expire with its lease (with `appendonly`, a lock taken before a Redis
+/// restart comes back with the data).
 pub struct AsyncRedisStore {
     settings: Settings,
     conn: Arc<Conn>,

@@ -217,6 +217,16 @@ impl Settings {
             || e.is_connection_refusal()
             || e.is_connection_dropped()
             || matches!(e.kind(), ErrorKind::Io | ErrorKind::Client);
+        // A TLS failure (an unknown CA, a name mismatch, a failed handshake) reaches here as an I/O error
+        // whose source redis-rs keeps out of reach: told by its text, on a rediss:// URL only. Not a passing
+        // trouble.
+        let text = e.to_string().to_ascii_lowercase();
+        if self.url.starts_with("rediss://") && (text.contains("certificate") || text.contains("handshake")) {
+            return StoreError::Other(format!(
+                "the token store {} could not be used over TLS ({reason})",
+                self.name()
+            ));
+        }
         match e.kind() {
             ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
                 StoreError::Other(format!("the token store {} refused this client ({reason})", self.name()))

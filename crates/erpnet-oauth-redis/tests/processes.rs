@@ -30,14 +30,16 @@ fn main() {
         Ok("blocking") => child_blocking(),
         Ok("async") => child_async(),
         Ok(role @ ("die-before-send" | "die-before-save")) => child_doomed(role),
+        Ok("tls") => child_tls(),
         _ => {
-            let tests: [(&str, fn()); 3] = [
+            let tests: [(&str, fn()); 4] = [
                 (
                     "four_processes_of_sixteen_threads_refresh_once_per_expiry",
                     four_processes_refresh_once_per_expiry,
                 ),
                 ("a_holder_killed_before_its_token_request_is_taken_over", killed_before_send),
                 ("a_holder_killed_after_the_answer_ends_the_login_honestly", killed_before_save),
+                ("rediss_urls_with_a_ca_of_the_tests_own", rediss),
             ];
             let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
             let mut ran = 0;
@@ -392,4 +394,65 @@ fn killed_before_save() {
     eprintln!(
         "killed after the answer: the rotated refresh token was lost with the process; reuse detected; login required: {e}"
     );
+}
+
+/// Child: the stores over `rediss://` (the CA comes from `SSL_CERT_FILE`, which rustls-native-certs reads).
+fn child_tls() {
+    let url = env("REDIS_TEST_URL");
+    let tokens = TokenSet {
+        access_token: erpnet_oauth_core::AccessToken::new("tls-access-token"),
+        expires_at: None,
+        issued_at: None,
+        refresh_token: Some(erpnet_oauth_core::RefreshToken::new("tls-refresh-token")),
+        id_token: None,
+        scopes: erpnet_oauth_core::Scopes::default(),
+    };
+    let store = RedisStore::open(&url, "tls-login").unwrap().timeout(Duration::from_secs(5)).unwrap();
+    let outcome = (|| {
+        store.save(&tokens)?;
+        let lock = store.lock()?;
+        let loaded = store.load()?;
+        drop(lock);
+        Ok::<_, StoreError>(loaded)
+    })();
+    match outcome {
+        Ok(Some(t)) if t == tokens => {}
+        other => {
+            say(&format!("blocking failed: {other:?}"));
+            return;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let async_store = AsyncRedisStore::open(&url, "tls-login").unwrap();
+    match runtime.block_on(async_store.load()) {
+        Ok(Some(t)) if t == tokens => say("tls ok"),
+        other => say(&format!("async failed: {other:?}")),
+    }
+}
+
+fn rediss() {
+    let redis = RedisServer::start_tls();
+    let tls = redis.tls().unwrap().clone();
+    let url = format!("rediss://127.0.0.1:{}/", tls.port);
+    let run = |ca: Option<&std::path::Path>| {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env("REDIS_TEST_CHILD", "tls").env("REDIS_TEST_URL", &url).stderr(Stdio::inherit());
+        match ca {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(run(Some(&tls.ca)).trim(), "tls ok", "both stores over rediss:// with the test's CA trusted");
+    let untrusted = run(None);
+    assert!(
+        untrusted.starts_with("blocking failed: Err(Other") && untrusted.contains("over TLS"),
+        "an unknown CA is refused, and not as a passing trouble: {untrusted}"
+    );
+    // The plain port holds what went through TLS.
+    let stored = command(redis.port(), &["HGET", "erpnet-oauth:tokens:tls-login", "tokens"]).unwrap();
+    assert!(stored.contains("tls-refresh-token"), "{stored}");
+    eprintln!("rediss://: round trip through both stores; an untrusted CA refused ({})", untrusted.trim());
 }

@@ -26,6 +26,88 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     persistence: Persistence,
+    tls: Option<Tls>,
+}
+
+/// A TLS port next to the plain one, with a certificate for `127.0.0.1` issued by a CA of the test's own.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The TLS port.
+    pub port: u16,
+    /// The CA certificate (PEM) that issued the server's.
+    pub ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap_or_else(|e| panic!("openssl (for the TLS test's certificates) cannot run: {e}"));
+    assert!(status.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&status.stderr));
+}
+
+/// A CA and a server certificate for IP 127.0.0.1, made with the openssl command in `dir`.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=erpnet-oauth test CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"))
 }
 
 fn binary() -> PathBuf {
@@ -57,16 +139,37 @@ impl RedisServer {
 
     /// A server with `persistence`.
     pub fn start_with(persistence: Persistence) -> RedisServer {
+        Self::start_inner(persistence, false)
+    }
+
+    /// A server without persistence that also listens with TLS ([`Self::tls`]).
+    pub fn start_tls() -> RedisServer {
+        Self::start_inner(Persistence::None, true)
+    }
+
+    fn start_inner(persistence: Persistence, tls: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let files = tls.then(|| make_certificates(dir.path()));
         let mut last = String::new();
         for _ in 0..10 {
             let port = free_port();
-            match spawn(port, dir.path(), persistence) {
-                Ok(child) => return RedisServer { child: Some(child), port, dir, persistence },
+            let tls = files.as_ref().map(|(ca, cert, key)| Tls {
+                port: free_port(),
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+            match spawn(port, dir.path(), persistence, tls.as_ref()) {
+                Ok(child) => return RedisServer { child: Some(child), port, dir, persistence, tls },
                 Err(e) => last = e,
             }
         }
         panic!("redis-server did not start after 10 ports: {last}");
+    }
+
+    /// The TLS side, for a server from [`Self::start_tls`].
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
     }
 
     /// `redis://127.0.0.1:PORT/`.
@@ -92,7 +195,7 @@ impl RedisServer {
         self.kill();
         let started = Instant::now();
         loop {
-            match spawn(self.port, self.dir.path(), self.persistence) {
+            match spawn(self.port, self.dir.path(), self.persistence, self.tls.as_ref()) {
                 Ok(child) => {
                     self.child = Some(child);
                     return;
@@ -118,7 +221,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &Path, persistence: Persistence) -> Result<Child, String> {
+fn spawn(port: u16, dir: &Path, persistence: Persistence, tls: Option<&Tls>) -> Result<Child, String> {
     let mut cmd = Command::new(binary());
     cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--protected-mode", "yes"])
         .arg("--dir")
@@ -128,6 +231,15 @@ fn spawn(port: u16, dir: &Path, persistence: Persistence) -> Result<Child, Strin
         Persistence::None => cmd.args(["--appendonly", "no"]),
         Persistence::AofAlways => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
     };
+    if let Some(tls) = tls {
+        cmd.args(["--tls-port", &tls.port.to_string(), "--tls-auth-clients", "no"])
+            .arg("--tls-cert-file")
+            .arg(&tls.cert)
+            .arg("--tls-key-file")
+            .arg(&tls.key)
+            .arg("--tls-ca-cert-file")
+            .arg(&tls.ca);
+    }
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run redis-server: {e}"))?;
     let started = Instant::now();
