@@ -277,6 +277,15 @@ struct App {
     cache: Mutex<HashMap<String, Session>>,
 }
 
+/// A signed-in user, as a request finds them.
+struct User {
+    session: Session,
+    /// The display name (from UserInfo).
+    name: Option<String>,
+    /// The login id naming the tokens in Redis (`None` in memory).
+    login: Option<String>,
+}
+
 /// A signed-in session taken out of the backend, for its tokens to be revoked and forgotten.
 struct Taken {
     /// Its `Session`, if this instance holds it.
@@ -301,12 +310,20 @@ impl App {
         }
     }
 
-    /// A new session for a login: its tokens in memory, or in Redis under `login`.
+    /// A new session for a login: its tokens in memory, or in Redis under `login` (read from there).
+    /// An unreachable Redis is tried twice: the store's first call after a Redis restart fails on the
+    /// connection it had, and makes a new one.
     async fn new_session(&self, login: Option<&str>) -> Result<Session, Error> {
-        let builder = Session::builder(self.client.clone()).http_client(self.http.clone());
+        let builder = || Session::builder(self.client.clone()).http_client(self.http.clone());
         match (self.redis(), login) {
-            (Some(redis), Some(login)) => builder.store(redis.tokens(login, &self.client)?).build().await,
-            _ => builder.build().await,
+            (Some(redis), Some(login)) => {
+                let store = redis.tokens(login, &self.client)?;
+                match builder().store(store.clone()).build().await {
+                    Err(Error::Store(StoreError::Unavailable { .. })) => builder().store(store).build().await,
+                    built => built,
+                }
+            }
+            _ => builder().build().await,
         }
     }
 
@@ -334,18 +351,22 @@ impl App {
 
     /// The signed-in session under `sid`, with the user's name. With Redis, the session is read there on
     /// every call (its expiry pushed back): one signed out on another instance is signed out here.
-    async fn signed_in(&self, sid: Option<&str>) -> Result<Option<(Session, Option<String>)>, Error> {
+    async fn signed_in(&self, sid: Option<&str>) -> Result<Option<User>, Error> {
         let Some(sid) = sid else { return Ok(None) };
         let Some(redis) = self.redis() else {
             let users = self.users();
-            return Ok(users.signed_in.get(sid).map(|u| (u.session.clone(), u.name.clone())));
+            return Ok(users.signed_in.get(sid).map(|u| User {
+                session: u.session.clone(),
+                name: u.name.clone(),
+                login: None,
+            }));
         };
         let Some(record) = redis.read_session(sid).await?.and_then(|bytes| SessionRecord::parse(&bytes))
         else {
             return Ok(None);
         };
         let session = self.session_of(&record.login).await?;
-        Ok(Some((session, record.name)))
+        Ok(Some(User { session, name: record.name, login: Some(record.login) }))
     }
 
     /// Records a finished login under `sid`.
@@ -580,11 +601,11 @@ fn failure(e: &Error, status: StatusCode, context: &str) -> Response {
 
 async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let signed_in = match app.signed_in(session_id(&headers).as_deref()).await {
-        Ok(signed_in) => signed_in,
+        Ok(signed_in) => signed_in.map(|user| user.name),
         Err(e) => return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The session could not be read"),
     };
     match signed_in {
-        Some((_, name)) => page(
+        Some(name) => page(
             "ERP.net example",
             &format!(
                 "<p id=\"user\">Signed in as {}</p><p><a id=\"customers\" href=\"/customers\">Customers</a></p>\
@@ -661,6 +682,17 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
     let Some(pending_sid) = session_id(&headers) else {
         return error_page(StatusCode::BAD_REQUEST, NO_LOGIN);
     };
+    // With Redis, the tokens are stored under a login id of their own, drawn afresh. The session is
+    // made (its store read) before the pending login is taken, so that a store failure leaves the login
+    // to be tried again.
+    let login = match new_session_id() {
+        Ok(login) => login,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}")),
+    };
+    let session = match app.new_session(Some(&login)).await {
+        Ok(s) => s,
+        Err(e) => return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "No session"),
+    };
     // Taken out: a pending login is used once, whatever the outcome (with Redis: on any instance).
     let pending = match app.take_pending(&pending_sid).await {
         Ok(Some(pending)) => pending,
@@ -673,17 +705,6 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
         return app.set_cookie(error_page(StatusCode::BAD_REQUEST, NO_LOGIN), None);
     }
     let failed = |response: Response| app.set_cookie(response, None);
-    // With Redis, the tokens are stored under a login id of their own, drawn afresh.
-    let login = match new_session_id() {
-        Ok(login) => login,
-        Err(e) => {
-            return failed(error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}")));
-        }
-    };
-    let session = match app.new_session(Some(&login)).await {
-        Ok(s) => s,
-        Err(e) => return failed(failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "No session")),
-    };
     if let Err(e) = session.finish_login(pending, callback).await {
         return failed(failure(&e, StatusCode::BAD_REQUEST, "The login failed"));
     }
@@ -710,12 +731,26 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
 
 async fn customers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let sid = session_id(&headers);
-    let (session, name) = match app.signed_in(sid.as_deref()).await {
-        Ok(Some(signed_in)) => signed_in,
+    let User { session, name, login } = match app.signed_in(sid.as_deref()).await {
+        Ok(Some(user)) => user,
         Ok(None) => return Redirect::to("/").into_response(),
         Err(e) => return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The session could not be read"),
     };
-    let response = match session.get("/api/domain/odata/Crm_Customers?$top=10").await {
+    const CUSTOMERS: &str = "/api/domain/odata/Crm_Customers?$top=10";
+    let result = match (session.get(CUSTOMERS).await, login) {
+        // The token store could not be reached by this instance's cached session (its connection was
+        // dropped by a Redis restart, and its renewal waits out a backoff now): that session is dropped,
+        // and one made again from Redis tries once more. Nothing was sent without the lock.
+        (Err(Error::Store(StoreError::Unavailable { .. })), Some(login)) => {
+            app.cache().remove(&login);
+            match app.session_of(&login).await {
+                Ok(session) => session.get(CUSTOMERS).await,
+                Err(e) => Err(e),
+            }
+        }
+        (result, _) => result,
+    };
+    let response = match result {
         Ok(r) => r,
         Err(e) if e.is_login_required() => {
             if let Some(sid) = sid

@@ -141,10 +141,11 @@ impl RedisBackend {
         Ok(self.tokens.for_login(login).for_client(client))
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+    /// The connection, and whether it was made just now (not taken from the cache).
+    async fn connection(&self) -> Result<(MultiplexedConnection, bool), StoreError> {
         let cached = self.conn.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if let Some(c) = cached {
-            return Ok(c);
+            return Ok((c, false));
         }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
@@ -155,7 +156,44 @@ impl RedisBackend {
             .await
             .map_err(|e| self.failed(&e, "connecting"))?;
         *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
-        Ok(c)
+        Ok((c, true))
+    }
+
+    /// Whether a failed call on a cached connection is tried once more on a new one: the connection was
+    /// dropped (Redis restarted, or closed an idle connection), so the command was not carried out. Not
+    /// after a timeout (it may have been) nor an answer from the server.
+    fn retry(fresh: bool, e: &redis::RedisError) -> bool {
+        !fresh && !e.is_timeout() && !matches!(e.kind(), redis::ErrorKind::Server(_))
+    }
+
+    /// Runs `cmd`; once more on a new connection if the cached one was dropped.
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, doing: &str) -> Result<T, StoreError> {
+        let (mut c, fresh) = self.connection().await?;
+        match cmd.query_async(&mut c).await {
+            Err(e) if Self::retry(fresh, &e) => {
+                let _ = self.failed(&e, doing);
+                let (mut c, _) = self.connection().await?;
+                cmd.query_async(&mut c).await.map_err(|e| self.failed(&e, doing))
+            }
+            result => result.map_err(|e| self.failed(&e, doing)),
+        }
+    }
+
+    /// Runs a script; once more on a new connection if the cached one was dropped.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+        doing: &str,
+    ) -> Result<T, StoreError> {
+        let (mut c, fresh) = self.connection().await?;
+        match script.invoke_async(&mut c).await {
+            Err(e) if Self::retry(fresh, &e) => {
+                let _ = self.failed(&e, doing);
+                let (mut c, _) = self.connection().await?;
+                script.invoke_async(&mut c).await.map_err(|e| self.failed(&e, doing))
+            }
+            result => result.map_err(|e| self.failed(&e, doing)),
+        }
     }
 
     /// A failed call as a store error: unreachable (retryable) unless the server answered. The message
@@ -186,67 +224,39 @@ impl RedisBackend {
         now_ms: u64,
         max: usize,
     ) -> Result<(), StoreError> {
-        let mut c = self.connection().await?;
         let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.scripts
-            .put_pending
-            .key(Self::key("pending", sid))
-            .key(Self::index_key())
-            .arg(value)
-            .arg(lifetime_ms)
-            .arg(now_ms)
-            .arg(max.max(1))
-            .invoke_async::<i64>(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "storing a pending login"))?;
+        let mut script = self.scripts.put_pending.key(Self::key("pending", sid));
+        script.key(Self::index_key()).arg(value).arg(lifetime_ms).arg(now_ms).arg(max.max(1));
+        self.invoke::<i64>(&script, "storing a pending login").await?;
         Ok(())
     }
 
     /// Takes (reads and deletes, at once) the pending login under `sid`.
     pub(crate) async fn take_pending(&self, sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.connection().await?;
-        self.scripts
-            .take_pending
-            .key(Self::key("pending", sid))
-            .key(Self::index_key())
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "taking a pending login"))
+        let mut script = self.scripts.take_pending.key(Self::key("pending", sid));
+        script.key(Self::index_key());
+        self.invoke(&script, "taking a pending login").await
     }
 
     /// The signed-in session under `sid`, its expiry pushed back to [`SESSION_TTL`] from now.
     pub(crate) async fn read_session(&self, sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.connection().await?;
-        redis::cmd("GETEX")
-            .arg(Self::key("session", sid))
-            .arg("PX")
-            .arg(ttl_ms())
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "reading a session"))
+        let mut cmd = redis::cmd("GETEX");
+        cmd.arg(Self::key("session", sid)).arg("PX").arg(ttl_ms());
+        self.query(&cmd, "reading a session").await
     }
 
     /// Stores the signed-in session under `sid`.
     pub(crate) async fn write_session(&self, sid: &str, value: &[u8]) -> Result<(), StoreError> {
-        let mut c = self.connection().await?;
-        redis::cmd("SET")
-            .arg(Self::key("session", sid))
-            .arg(value)
-            .arg("PX")
-            .arg(ttl_ms())
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "storing a session"))
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(Self::key("session", sid)).arg(value).arg("PX").arg(ttl_ms());
+        self.query(&cmd, "storing a session").await
     }
 
     /// Takes (reads and deletes, at once) the signed-in session under `sid`.
     pub(crate) async fn take_session(&self, sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut c = self.connection().await?;
-        redis::cmd("GETDEL")
-            .arg(Self::key("session", sid))
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "deleting a session"))
+        let mut cmd = redis::cmd("GETDEL");
+        cmd.arg(Self::key("session", sid));
+        self.query(&cmd, "deleting a session").await
     }
 }
 
