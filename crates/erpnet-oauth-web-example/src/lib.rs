@@ -137,6 +137,8 @@ pub struct Options {
 }
 
 /// Where the application keeps its state.
+// One value per application, made once at start: the size of the Redis variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Default)]
 pub enum SessionBackend {
     /// In this process's memory (the default): one instance; a restart signs everyone out.
@@ -423,10 +425,18 @@ impl App {
             return Ok(());
         };
         let started = millis(now);
-        let value = serde_json::to_vec(&serde_json::json!({ "started": started, "login": login }))
-            .map_err(|e| Error::Store(StoreError::Other(format!("a pending login could not be encoded: {e}"))))?;
+        let value =
+            serde_json::to_vec(&serde_json::json!({ "started": started, "login": login })).map_err(|e| {
+                Error::Store(StoreError::Other(format!("a pending login could not be encoded: {e}")))
+            })?;
         redis
-            .put_pending(sid, &value, self.options.pending_login_lifetime, started, self.options.max_pending_logins)
+            .put_pending(
+                sid,
+                &value,
+                self.options.pending_login_lifetime,
+                started,
+                self.options.max_pending_logins,
+            )
             .await?;
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! [`AsyncRedisStore`]) each signed-in session's tokens. Every call is bounded by the backend's timeout;
 //! a Redis that cannot be reached is a [`StoreError::Unavailable`] (retryable), never a panic.
 
-use erpnet_oauth_redis::{AsyncRedisStore, ConfigError, EncryptionKey, LoginId, redact_url};
 use erpnet_oauth_async::StoreError;
+use erpnet_oauth_redis::{AsyncRedisStore, ConfigError, EncryptionKey, LoginId, redact_url};
 use redis::aio::MultiplexedConnection;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -95,8 +95,7 @@ impl RedisBackend {
     /// crate takes). No connection is made until the first request; a malformed URL is an error here
     /// (its password redacted).
     pub fn open(url: &str) -> Result<RedisBackend, ConfigError> {
-        let tokens =
-            AsyncRedisStore::open(url, "placeholder")?.prefix(&format!("{REDIS_PREFIX}tokens:"))?;
+        let tokens = AsyncRedisStore::open(url, "placeholder")?.prefix(&format!("{REDIS_PREFIX}tokens:"))?;
         let client = redis::Client::open(url).map_err(|e| ConfigError::Url {
             url: redact_url(url),
             reason: format!("not a Redis URL ({:?})", e.kind()),

@@ -311,9 +311,13 @@ async fn one_login_served_by_two_instances_on_one_redis_in_headless_chromium() {
     // B, which never saw this browser, serves the same user from Redis.
     client.goto(&format!("{b}/customers")).await.unwrap();
     assert_eq!(customer_rows(&client).await, 10);
-    assert!(client.current_url().await.unwrap().as_str().starts_with(&format!("{b}/customers")), "served by B");
+    assert!(
+        client.current_url().await.unwrap().as_str().starts_with(&format!("{b}/customers")),
+        "served by B"
+    );
     assert_eq!(user_line(&client).await, user_on_a, "the same user");
-    let cookie_on_b = client.get_named_cookie(COOKIE).await.expect("the cookie, seen on B").value().to_owned();
+    let cookie_on_b =
+        client.get_named_cookie(COOKIE).await.expect("the cookie, seen on B").value().to_owned();
     assert_eq!(cookie_on_b, cookie_on_a, "one cookie for both ports of 127.0.0.1");
     screenshot(&client, &shots, "12-instance-b-customers.png").await;
     let c = mock.counters();

@@ -6,8 +6,8 @@
 //! encrypted at rest; Redis unreachable is a 503 page, never a panic, and the service comes back with it.
 
 use erpnet_oauth_mock::{
-    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH, LOGIN_REQUEST_HEADER,
-    MockConfig, MockErpNet,
+    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH,
+    LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
 };
 use erpnet_oauth_redis::test_util::{Persistence, RedisServer};
 use erpnet_oauth_web_example::{
@@ -358,8 +358,9 @@ async fn session_fixation_is_refused_across_instances() {
 async fn pending_logins_are_bounded_and_expire_across_instances() {
     assert_eq!(PENDING_LOGIN_LIFETIME, Duration::from_secs(600));
     let clock = TestClock::new();
-    let t = two_with(Settings { max_pending_logins: Some(3), clock: Some(clock.clone()), ..Settings::default() })
-        .await;
+    let t =
+        two_with(Settings { max_pending_logins: Some(3), clock: Some(clock.clone()), ..Settings::default() })
+            .await;
     let (oldest, oldest_authorize) = start(&t, &t.a, None).await;
     let oldest_url = fill(&t, &oldest_authorize).await;
     clock.advance(Duration::from_millis(5));
@@ -412,7 +413,8 @@ async fn after_the_expiry_both_instances_refresh_once_between_them() {
             let instance = if i % 2 == 0 { t.a.clone() } else { t.b.clone() };
             let (agent, cookie) = (t.agent.clone(), cookie.clone());
             tokio::spawn(async move {
-                let page = agent.get(format!("{instance}/customers")).header("cookie", cookie).send().await.unwrap();
+                let page =
+                    agent.get(format!("{instance}/customers")).header("cookie", cookie).send().await.unwrap();
                 (page.status(), page.text().await.unwrap())
             })
         })
