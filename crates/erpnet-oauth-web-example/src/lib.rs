@@ -22,6 +22,34 @@
 //!   ([`Options::pending_login_lifetime`], timed with [`Options::clock`]);
 //! - everything that came from ERP.net, a token or the callback is HTML-escaped before it goes into a page.
 //!
+//! # Several instances
+//!
+//! By default ([`SessionBackend::Memory`]) everything lives in the process: one instance. With
+//! [`SessionBackend::Redis`] (`REDIS_URL` in `main`), the sessions, the pending logins and each signed-in
+//! session's tokens live in Redis (keys and expiries: [`RedisBackend`]), so that several instances serve
+//! the same users:
+//!
+//! - a pending login is taken once (`GETDEL`) by whichever instance gets its callback, and the pending
+//!   logins' bound and lifetime hold across instances;
+//! - every request reads its session from Redis (an instance may keep users' [`Session`]s in memory, as
+//!   a cache it never trusts for who is signed in), so a sign-out on one instance is seen by all;
+//! - tokens go through [`erpnet_oauth_redis::AsyncRedisStore`] with one login id per signed-in session:
+//!   a renewal takes the store's lock and re-reads it first, so the instances refresh a user's tokens once
+//!   between them; they are encrypted at rest with [`RedisBackend::encryption_key`];
+//! - Redis unreachable: a 503 page (no detail from Redis on it), never a panic; nothing is lost.
+//!
+//! ```no_run
+//! use erpnet_oauth_web_example::{AppConfig, Options, RedisBackend, SessionBackend, WebApp};
+//!
+//! # async fn run(config: AppConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! let redis = RedisBackend::open("redis://127.0.0.1:6379/")?;
+//! let options = Options { backend: SessionBackend::Redis(redis), ..Options::default() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, WebApp::new(&config, options)?.router()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```no_run
 //! use erpnet_oauth_web_example::{AppConfig, router};
 //!

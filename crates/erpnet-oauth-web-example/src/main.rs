@@ -122,7 +122,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     if let SessionBackend::Redis(redis) = &backend {
-        eprintln!("Sessions and tokens in Redis: {redis:?}");
+        eprintln!(
+            "Sessions, pending logins and tokens in Redis at {} (tokens {})",
+            redis.url(),
+            if redis.encrypts_tokens() { "encrypted with the key file" } else { "not encrypted" }
+        );
     }
     let app = WebApp::new(&config, Options { backend, ..Options::default() })?.router();
     println!("Open http://{addr}/ in your browser");

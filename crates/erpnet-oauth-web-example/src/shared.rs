@@ -72,6 +72,7 @@ pub struct RedisBackend {
     timeout: Duration,
     /// The tokens' store for a placeholder login; each session's is `for_login` of it.
     tokens: AsyncRedisStore,
+    encrypted: bool,
     scripts: Arc<Scripts>,
 }
 
@@ -106,6 +107,7 @@ impl RedisBackend {
             conn: Arc::new(Mutex::new(None)),
             timeout: erpnet_oauth_redis::DEFAULT_TIMEOUT,
             tokens,
+            encrypted: false,
             scripts: Arc::new(Scripts {
                 put_pending: redis::Script::new(PUT_PENDING),
                 take_pending: redis::Script::new(TAKE_PENDING),
@@ -118,7 +120,18 @@ impl RedisBackend {
     /// pending logins are not encrypted: they hold no token.
     pub fn encryption_key(mut self, key: EncryptionKey) -> Self {
         self.tokens = self.tokens.encryption_key(key);
+        self.encrypted = true;
         self
+    }
+
+    /// The Redis URL, its password redacted.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the tokens are encrypted at rest ([`Self::encryption_key`]).
+    pub fn encrypts_tokens(&self) -> bool {
+        self.encrypted
     }
 
     /// The bound on connecting to Redis and on each of its answers (default 5 s), for the sessions and

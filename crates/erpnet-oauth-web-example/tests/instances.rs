@@ -45,6 +45,8 @@ struct Settings {
     max_pending_logins: Option<usize>,
     clock: Option<TestClock>,
     key: Option<[u8; 32]>,
+    /// B's key, when it is not A's.
+    key_b: Option<[u8; 32]>,
 }
 
 async fn two() -> Two {
@@ -77,10 +79,11 @@ async fn two_with(settings: Settings) -> Two {
         client_secret: Some(DEMO_CLIENT_SECRET.to_owned()),
         redirect_uri,
     };
-    for listener in [listener_a, listener_b] {
+    for (listener, key) in [(listener_a, settings.key), (listener_b, settings.key_b.or(settings.key))] {
         // Each instance its own connections to Redis and its own memory.
         let mut backend = RedisBackend::open(&redis.url()).unwrap();
-        if let Some(key) = settings.key {
+        assert!(!backend.encrypts_tokens());
+        if let Some(key) = key {
             backend = backend.encryption_key(EncryptionKey::new(key));
         }
         let mut options = Options { backend: SessionBackend::Redis(backend), ..Options::default() };
@@ -257,6 +260,27 @@ async fn with_a_key_the_tokens_are_encrypted_at_rest_and_both_instances_read_the
     let stored = t.redis.command(&["HGET", &tokens[0], "tokens"]);
     assert!(!stored.contains("refresh_token") && !stored.contains("access_token"), "encrypted: {stored}");
     assert!(!stored.starts_with('{'), "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_with_another_key_refuses_the_tokens_it_cannot_decrypt() {
+    let t = two_with(Settings { key: Some([7; 32]), key_b: Some([8; 32]), ..Settings::default() }).await;
+    let cookie = sign_in_through_a(&t).await;
+    let (status, html) = customers(&t, &t.b, &cookie).await;
+    assert_eq!(status, 500, "{html}");
+    assert!(html.contains("The session store failed."), "{html}");
+    assert!(!html.contains("erpnet-example:") && !html.contains("redis://"), "{html}");
+    assert_eq!(
+        customers(&t, &t.a, &cookie).await.0,
+        200,
+        "A, with the key that wrote them, still reads them"
+    );
+    let c = t.mock.counters();
+    assert_eq!(
+        (c.refresh_token_grants, c.invalid_grant_errors),
+        (0, 0),
+        "nothing sent with unreadable tokens"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
