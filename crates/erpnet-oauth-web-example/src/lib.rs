@@ -679,9 +679,8 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         },
         None => None,
     };
-    if let Err(e) = app.add_pending(&sid, pending).await {
-        return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The login could not be started");
-    }
+    // The session under the old id is gone: its refresh token is revoked (in the background) whatever
+    // becomes of this login.
     if let Some(previous) = previous {
         let app = app.clone();
         tokio::spawn(async move {
@@ -694,6 +693,9 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 tracing::warn!(error = %e, "signing the previous session out failed");
             }
         });
+    }
+    if let Err(e) = app.add_pending(&sid, pending).await {
+        return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The login could not be started");
     }
     let mut response = app.set_cookie(Redirect::to(&target).into_response(), Some(&sid));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
