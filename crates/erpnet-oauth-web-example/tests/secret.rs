@@ -228,7 +228,9 @@ fn an_empty_or_missing_secret_file_is_an_error() {
 fn the_redis_url_and_the_encryption_key_are_checked_at_start_and_never_shown() {
     let key_like = secret_file("not-a-key", "hunter2-key-material\n");
     let good_key = secret_file("key", &format!("{}\n", "0f".repeat(32)));
-    let cases: [(&[(&str, &str)], Option<&PathBuf>, &str); 4] = [
+    /// The environment, the key file given with the flag, and what the message says.
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a PathBuf>, &'a str);
+    let cases: [Case<'_>; 4] = [
         (&[], Some(&good_key), "needs REDIS_URL"),
         (&[("REDIS_URL", "redis://127.0.0.1:9/")], Some(&key_like), "must hold 64 hex digits"),
         (&[("REDIS_URL", "http://:hunter2-redis@127.0.0.1:9/")], None, "REDIS_URL: invalid Redis URL"),
