@@ -396,8 +396,18 @@ async fn pending_logins_are_bounded_and_expire_across_instances() {
         let _ = start(&t, instance, None).await;
         assert!(keys(&t, "erpnet-example:pending:*").len() <= 3);
     }
-    assert_eq!(keys(&t, "erpnet-example:pending:*").len(), 3);
+    let pending = keys(&t, "erpnet-example:pending:*");
+    assert_eq!(pending.len(), 3);
     assert_eq!(t.redis.command(&["ZCARD", "erpnet-example:pending-index"]), ":3");
+    for key in &pending {
+        let ttl: i64 = t.redis.command(&["PTTL", key]).trim_start_matches(':').parse().unwrap();
+        assert!(
+            (1..=600_000).contains(&ttl),
+            "a pending login expires with its lifetime in Redis too: {ttl}"
+        );
+        let value = t.redis.command(&["GET", key]);
+        assert!(value.contains("\"started\"") && value.contains("\"login\""), "{value}");
+    }
     assert_eq!(get(&t, &oldest_url, &oldest).await.status(), 400, "the oldest was dropped");
     assert_eq!(get(&t, &second_url, &second).await.status(), 400);
     assert_eq!(t.mock.counters().authorization_code_grants, 0);
