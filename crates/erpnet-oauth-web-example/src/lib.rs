@@ -22,6 +22,34 @@
 //!   ([`Options::pending_login_lifetime`], timed with [`Options::clock`]);
 //! - everything that came from ERP.net, a token or the callback is HTML-escaped before it goes into a page.
 //!
+//! # Several instances
+//!
+//! By default ([`SessionBackend::Memory`]) everything lives in the process: one instance. With
+//! [`SessionBackend::Redis`] (`REDIS_URL` in `main`), the sessions, the pending logins and each signed-in
+//! session's tokens live in Redis (keys and expiries: [`RedisBackend`]), so that several instances serve
+//! the same users:
+//!
+//! - a pending login is taken once (`GETDEL`) by whichever instance gets its callback, and the pending
+//!   logins' bound and lifetime hold across instances;
+//! - every request reads its session from Redis (an instance may keep users' [`Session`]s in memory, as
+//!   a cache it never trusts for who is signed in), so a sign-out on one instance is seen by all;
+//! - tokens go through [`erpnet_oauth_redis::AsyncRedisStore`] with one login id per signed-in session:
+//!   a renewal takes the store's lock and re-reads it first, so the instances refresh a user's tokens once
+//!   between them; they are encrypted at rest with [`RedisBackend::encryption_key`];
+//! - Redis unreachable: a 503 page (no detail from Redis on it), never a panic; nothing is lost.
+//!
+//! ```no_run
+//! use erpnet_oauth_web_example::{AppConfig, Options, RedisBackend, SessionBackend, WebApp};
+//!
+//! # async fn run(config: AppConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! let redis = RedisBackend::open("redis://127.0.0.1:6379/")?;
+//! let options = Options { backend: SessionBackend::Redis(redis), ..Options::default() };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, WebApp::new(&config, options)?.router()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ```no_run
 //! use erpnet_oauth_web_example::{AppConfig, router};
 //!
@@ -48,14 +76,23 @@ use axum::extract::{RawQuery, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use erpnet_oauth_async::{
-    AuthorizationRequest, Callback, ClientConfig, ClientSecret, Clock, HttpOptions, OsRandom, PendingLogin,
-    ReqwestClient, Session, SystemClock,
+    AuthorizationRequest, Callback, ClientConfig, ClientSecret, Clock, Error, HttpOptions, OsRandom,
+    PendingLogin, ReqwestClient, Session, StoreError, SystemClock,
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod shared;
+
+pub use erpnet_oauth_redis::{ConfigError as RedisConfigError, EncryptionKey, InvalidKeyLength};
+pub use shared::{REDIS_PREFIX, RedisBackend, SESSION_TTL};
+
+/// At most this many users' [`Session`]s are kept in one instance's memory with the Redis backend (a
+/// cache: when it is full one is dropped, and built again from Redis when needed).
+pub const MAX_CACHED_SESSIONS: usize = 10_000;
 
 /// A login not finished within this time is forgotten (the default of
 /// [`Options::pending_login_lifetime`]): time to fill in ERP.net's login form, then the authorization code's
@@ -122,6 +159,24 @@ pub struct Options {
     /// The clock the pending logins are timed with (the system clock by default; tests pass their own to
     /// move time without sleeping). The users' sessions keep the system clock.
     pub clock: Arc<dyn Clock>,
+    /// Where the sessions, the pending logins and the users' tokens are kept: in this process's memory
+    /// (the default), or in Redis, shared by several instances.
+    pub backend: SessionBackend,
+}
+
+/// Where the application keeps its state.
+// One value per application, made once at start: the size of the Redis variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, Default)]
+pub enum SessionBackend {
+    /// In this process's memory (the default): one instance; a restart signs everyone out.
+    #[default]
+    Memory,
+    /// In Redis: sessions, pending logins and tokens, so that several instances serve the same users
+    /// (see [`RedisBackend`] for the keys). Each instance may keep users' [`Session`]s in memory as a
+    /// cache, but reads the session from Redis on every request: a sign-out or a refresh on another
+    /// instance is seen at once.
+    Redis(RedisBackend),
 }
 
 impl Default for Options {
@@ -130,6 +185,7 @@ impl Default for Options {
             max_pending_logins: MAX_PENDING_LOGINS,
             pending_login_lifetime: PENDING_LOGIN_LIFETIME,
             clock: Arc::new(SystemClock),
+            backend: SessionBackend::Memory,
         }
     }
 }
@@ -139,6 +195,7 @@ impl fmt::Debug for Options {
         f.debug_struct("Options")
             .field("max_pending_logins", &self.max_pending_logins)
             .field("pending_login_lifetime", &self.pending_login_lifetime)
+            .field("backend", &self.backend)
             .finish_non_exhaustive()
     }
 }
@@ -206,6 +263,32 @@ impl Users {
     }
 }
 
+/// A signed-in session as kept in Redis: its login id (naming its tokens) and the user's name.
+struct SessionRecord {
+    login: String,
+    name: Option<String>,
+}
+
+impl SessionRecord {
+    /// The record, or `None` (logged) when Redis holds something else under its key.
+    fn parse(bytes: &[u8]) -> Option<SessionRecord> {
+        let parsed = serde_json::from_slice::<serde_json::Value>(bytes).ok().and_then(|v| {
+            let login = v.get("login")?.as_str()?.to_owned();
+            let name = v.get("name").and_then(|n| n.as_str()).map(str::to_owned);
+            Some(SessionRecord { login, name })
+        });
+        if parsed.is_none() {
+            tracing::warn!("a session in Redis could not be read; it is taken as signed out");
+        }
+        parsed
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
 fn expired(started: SystemTime, now: SystemTime, lifetime: Duration) -> bool {
     // A clock set back makes a login younger, never older than it is.
     now.duration_since(started).unwrap_or(Duration::ZERO) >= lifetime
@@ -218,7 +301,27 @@ struct App {
     options: Options,
     /// One HTTP client (connection pool) shared by every user's session.
     http: Arc<ReqwestClient>,
+    /// The memory backend's state.
     users: Mutex<Users>,
+    /// The Redis backend's cache of users' sessions, by login id (never trusted for who is signed in).
+    cache: Mutex<HashMap<String, Session>>,
+}
+
+/// A signed-in user, as a request finds them.
+struct User {
+    session: Session,
+    /// The display name (from UserInfo).
+    name: Option<String>,
+    /// The login id naming the tokens in Redis (`None` in memory).
+    login: Option<String>,
+}
+
+/// A signed-in session taken out of the backend, for its tokens to be revoked and forgotten.
+struct Taken {
+    /// Its `Session`, if this instance holds it.
+    session: Option<Session>,
+    /// Its login id (Redis), to build the `Session` from the stored tokens when not held.
+    login: Option<String>,
 }
 
 impl App {
@@ -226,10 +329,161 @@ impl App {
         self.users.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn signed_in(&self, sid: Option<&str>) -> Option<(Session, Option<String>)> {
-        let users = self.users();
-        let user = users.signed_in.get(sid?)?;
-        Some((user.session.clone(), user.name.clone()))
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn redis(&self) -> Option<&RedisBackend> {
+        match &self.options.backend {
+            SessionBackend::Memory => None,
+            SessionBackend::Redis(redis) => Some(redis),
+        }
+    }
+
+    /// A new session for a login: its tokens in memory, or in Redis under `login` (read from there).
+    /// An unreachable Redis is tried twice: the store's first call after a Redis restart fails on the
+    /// connection it had, and makes a new one.
+    async fn new_session(&self, login: Option<&str>) -> Result<Session, Error> {
+        let builder = || Session::builder(self.client.clone()).http_client(self.http.clone());
+        match (self.redis(), login) {
+            (Some(redis), Some(login)) => {
+                let store = redis.tokens(login, &self.client)?;
+                match builder().store(store.clone()).build().await {
+                    Err(Error::Store(StoreError::Unavailable { .. })) => builder().store(store).build().await,
+                    built => built,
+                }
+            }
+            _ => builder().build().await,
+        }
+    }
+
+    /// The Redis backend's session of `login`: this instance's, or one built from the stored tokens
+    /// (the store's lock and reload keep it right when another instance refreshes them).
+    async fn session_of(&self, login: &str) -> Result<Session, Error> {
+        if let Some(session) = self.cache().get(login) {
+            return Ok(session.clone());
+        }
+        let session = self.new_session(Some(login)).await?;
+        Ok(self.remember(login, session))
+    }
+
+    /// Keeps `session` in the cache (bounded: one is dropped when it is full); returns the cached one.
+    fn remember(&self, login: &str, session: Session) -> Session {
+        let mut cache = self.cache();
+        if cache.len() >= MAX_CACHED_SESSIONS && !cache.contains_key(login) {
+            let victim = cache.keys().next().cloned();
+            if let Some(victim) = victim {
+                cache.remove(&victim);
+            }
+        }
+        cache.entry(login.to_owned()).or_insert(session).clone()
+    }
+
+    /// The signed-in session under `sid`, with the user's name. With Redis, the session is read there on
+    /// every call (its expiry pushed back): one signed out on another instance is signed out here.
+    async fn signed_in(&self, sid: Option<&str>) -> Result<Option<User>, Error> {
+        let Some(sid) = sid else { return Ok(None) };
+        let Some(redis) = self.redis() else {
+            let users = self.users();
+            return Ok(users.signed_in.get(sid).map(|u| User {
+                session: u.session.clone(),
+                name: u.name.clone(),
+                login: None,
+            }));
+        };
+        let Some(record) = redis.read_session(sid).await?.and_then(|bytes| SessionRecord::parse(&bytes))
+        else {
+            return Ok(None);
+        };
+        let session = self.session_of(&record.login).await?;
+        Ok(Some(User { session, name: record.name, login: Some(record.login) }))
+    }
+
+    /// Records a finished login under `sid`.
+    async fn add_signed_in(
+        &self,
+        sid: &str,
+        session: Session,
+        login: &str,
+        name: Option<String>,
+    ) -> Result<(), StoreError> {
+        let Some(redis) = self.redis() else {
+            self.users().signed_in.insert(sid.to_owned(), SignedIn { session, name });
+            return Ok(());
+        };
+        let record = serde_json::json!({ "login": login, "name": name });
+        redis.write_session(sid, record.to_string().as_bytes()).await?;
+        self.remember(login, session);
+        Ok(())
+    }
+
+    /// Takes the signed-in session under `sid` out of the backend (deleted in Redis), and the pending
+    /// login under it.
+    async fn take_signed_in(&self, sid: &str) -> Result<Option<Taken>, StoreError> {
+        let Some(redis) = self.redis() else {
+            let mut users = self.users();
+            users.take_pending(sid);
+            return Ok(users.signed_in.remove(sid).map(|u| Taken { session: Some(u.session), login: None }));
+        };
+        redis.take_pending(sid).await?;
+        let Some(record) = redis.take_session(sid).await?.and_then(|bytes| SessionRecord::parse(&bytes))
+        else {
+            return Ok(None);
+        };
+        let session = self.cache().remove(&record.login);
+        Ok(Some(Taken { session, login: Some(record.login) }))
+    }
+
+    /// The `Session` of a taken signed-in session (to log it out).
+    async fn session_of_taken(&self, taken: Taken) -> Result<Option<Session>, Error> {
+        match taken {
+            Taken { session: Some(session), .. } => Ok(Some(session)),
+            Taken { session: None, login: Some(login) } => Ok(Some(self.new_session(Some(&login)).await?)),
+            Taken { session: None, login: None } => Ok(None),
+        }
+    }
+
+    /// Stores a pending login under `sid` (the expired and the oldest beyond the bound dropped).
+    async fn add_pending(&self, sid: &str, login: PendingLogin) -> Result<(), Error> {
+        let now = self.now();
+        let Some(redis) = self.redis() else {
+            let mut users = self.users();
+            users.drop_expired(now, self.options.pending_login_lifetime);
+            users.add_pending(sid.to_owned(), login, now, self.options.max_pending_logins);
+            return Ok(());
+        };
+        let started = millis(now);
+        let value =
+            serde_json::to_vec(&serde_json::json!({ "started": started, "login": login })).map_err(|e| {
+                Error::Store(StoreError::Other(format!("a pending login could not be encoded: {e}")))
+            })?;
+        redis
+            .put_pending(
+                sid,
+                &value,
+                self.options.pending_login_lifetime,
+                started,
+                self.options.max_pending_logins,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the pending login under `sid` (used once, on any instance): when it started, and the login.
+    async fn take_pending(&self, sid: &str) -> Result<Option<(SystemTime, PendingLogin)>, StoreError> {
+        let Some(redis) = self.redis() else {
+            return Ok(self.users().take_pending(sid).map(|p| (p.started, p.login)));
+        };
+        let Some(bytes) = redis.take_pending(sid).await? else { return Ok(None) };
+        let parsed = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|mut v| {
+            let started = UNIX_EPOCH + Duration::from_millis(v.get("started")?.as_u64()?);
+            let login = serde_json::from_value::<PendingLogin>(v.get_mut("login")?.take()).ok()?;
+            Some((started, login))
+        });
+        if parsed.is_none() {
+            tracing::warn!("a pending login in Redis could not be read; it is dropped");
+        }
+        Ok(parsed)
     }
 
     fn now(&self) -> SystemTime {
@@ -278,6 +532,7 @@ impl WebApp {
                 options,
                 http: Arc::new(ReqwestClient::new(&HttpOptions::default())?),
                 users: Mutex::new(Users::default()),
+                cache: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -293,7 +548,8 @@ impl WebApp {
             .with_state(self.app.clone())
     }
 
-    /// How many logins wait for their callback (those expired by now are dropped first).
+    /// How many logins wait for their callback in this instance's memory (those expired by now are
+    /// dropped first). With [`SessionBackend::Redis`] they are in Redis, not counted here (0).
     pub fn pending_logins(&self) -> usize {
         let now = self.app.now();
         let mut users = self.app.users();
@@ -301,7 +557,8 @@ impl WebApp {
         users.pending.len()
     }
 
-    /// How many users are signed in.
+    /// How many users are signed in, in this instance's memory. With [`SessionBackend::Redis`] they are
+    /// in Redis, not counted here (0).
     pub fn signed_in_users(&self) -> usize {
         self.app.users().signed_in.len()
     }
@@ -355,9 +612,38 @@ fn error_page(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Html<String> {
-    match app.signed_in(session_id(&headers).as_deref()) {
-        Some((_, name)) => page(
+/// The page for a failed session store: 503 when it is unreachable or busy (try again), else 500. The
+/// details go to the log (no password: the store's messages redact it), not to the page.
+fn store_failure(e: &StoreError) -> Response {
+    tracing::warn!(error = %e, "the session store failed");
+    let (status, message) = if e.is_retryable() {
+        (StatusCode::SERVICE_UNAVAILABLE, "The session store is unavailable. Please try again in a moment.")
+    } else {
+        (StatusCode::INTERNAL_SERVER_ERROR, "The session store failed.")
+    };
+    let mut response = error_page(status, message);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
+}
+
+/// The page for an error of a user's session: the session store's own page, else `status` with the
+/// message.
+fn failure(e: &Error, status: StatusCode, context: &str) -> Response {
+    match e {
+        Error::Store(e) => store_failure(e),
+        _ => error_page(status, &format!("{context}: {e}")),
+    }
+}
+
+async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let signed_in = match app.signed_in(session_id(&headers).as_deref()).await {
+        Ok(signed_in) => signed_in.map(|user| user.name),
+        Err(e) => return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The session could not be read"),
+    };
+    match signed_in {
+        Some(name) => page(
             "ERP.net example",
             &format!(
                 "<p id=\"user\">Signed in as {}</p><p><a id=\"customers\" href=\"/customers\">Customers</a></p>\
@@ -370,6 +656,7 @@ async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Html<String> {
             "<p id=\"signed-out\">You are not signed in.</p><p><a id=\"sign-in\" href=\"/login\">Sign in with ERP.net</a></p>",
         ),
     }
+    .into_response()
 }
 
 /// Starts a login under a fresh session id. Whatever id the browser brought is not reused: an unknown one
@@ -385,23 +672,30 @@ async fn login(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     };
     let target = pending.authorize_url().to_owned();
-    let now = app.now();
-    let previous = {
-        let mut users = app.users();
-        users.drop_expired(now, app.options.pending_login_lifetime);
-        let previous = session_id(&headers).and_then(|old| {
-            users.take_pending(&old);
-            users.signed_in.remove(&old)
-        });
-        users.add_pending(sid.clone(), pending, now, app.options.max_pending_logins);
-        previous
+    let previous = match session_id(&headers) {
+        Some(old) => match app.take_signed_in(&old).await {
+            Ok(previous) => previous,
+            Err(e) => return store_failure(&e),
+        },
+        None => None,
     };
+    // The session under the old id is gone: its refresh token is revoked (in the background) whatever
+    // becomes of this login.
     if let Some(previous) = previous {
+        let app = app.clone();
         tokio::spawn(async move {
-            if let Err(e) = previous.session.logout().await {
+            let out = match app.session_of_taken(previous).await {
+                Ok(Some(session)) => session.logout().await.map(|_| ()),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = out {
                 tracing::warn!(error = %e, "signing the previous session out failed");
             }
         });
+    }
+    if let Err(e) = app.add_pending(&sid, pending).await {
+        return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The login could not be started");
     }
     let mut response = app.set_cookie(Redirect::to(&target).into_response(), Some(&sid));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -428,25 +722,37 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
     let Some(pending_sid) = session_id(&headers) else {
         return error_page(StatusCode::BAD_REQUEST, NO_LOGIN);
     };
-    // Taken out: a pending login is used once, whatever the outcome.
-    let Some(pending) = app.users().take_pending(&pending_sid) else {
-        return error_page(StatusCode::BAD_REQUEST, NO_LOGIN);
+    // With Redis, the tokens are stored under a login id of their own, drawn afresh. The session is
+    // made (its store read) before the pending login is taken, so that a store failure leaves the login
+    // to be tried again.
+    let login = match new_session_id() {
+        Ok(login) => login,
+        Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}")),
     };
+    let session = match app.new_session(Some(&login)).await {
+        Ok(s) => s,
+        Err(e) => return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "No session"),
+    };
+    // Taken out: a pending login is used once, whatever the outcome (with Redis: on any instance).
+    let pending = match app.take_pending(&pending_sid).await {
+        Ok(Some(pending)) => pending,
+        Ok(None) => return error_page(StatusCode::BAD_REQUEST, NO_LOGIN),
+        Err(e) => return store_failure(&e),
+    };
+    let (started, pending) = pending;
     // From here on the browser's id names nothing: it is told to forget it unless the login succeeds.
-    if expired(pending.started, app.now(), app.options.pending_login_lifetime) {
+    if expired(started, app.now(), app.options.pending_login_lifetime) {
         return app.set_cookie(error_page(StatusCode::BAD_REQUEST, NO_LOGIN), None);
     }
-    let failed = |status, message: &str| app.set_cookie(error_page(status, message), None);
-    let session = match Session::builder(app.client.clone()).http_client(app.http.clone()).build().await {
-        Ok(s) => s,
-        Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    };
-    if let Err(e) = session.finish_login(pending.login, callback).await {
-        return failed(StatusCode::BAD_REQUEST, &format!("The login failed: {e}"));
+    let failed = |response: Response| app.set_cookie(response, None);
+    if let Err(e) = session.finish_login(pending, callback).await {
+        return failed(failure(&e, StatusCode::BAD_REQUEST, "The login failed"));
     }
     let sid = match new_session_id() {
         Ok(sid) => sid,
-        Err(e) => return failed(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}")),
+        Err(e) => {
+            return failed(error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("no random source: {e}")));
+        }
     };
     let name = match session.userinfo().await {
         Ok(info) => info.name,
@@ -455,7 +761,9 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
             None
         }
     };
-    app.users().signed_in.insert(sid.clone(), SignedIn { session, name });
+    if let Err(e) = app.add_signed_in(&sid, session, &login, name).await {
+        return failed(store_failure(&e));
+    }
     let mut response = app.set_cookie(Redirect::to("/customers").into_response(), Some(&sid));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -463,18 +771,36 @@ async fn finish(app: Arc<App>, headers: HeaderMap, callback: Callback<'_>) -> Re
 
 async fn customers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     let sid = session_id(&headers);
-    let Some((session, name)) = app.signed_in(sid.as_deref()) else {
-        return Redirect::to("/").into_response();
+    let User { session, name, login } = match app.signed_in(sid.as_deref()).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Redirect::to("/").into_response(),
+        Err(e) => return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The session could not be read"),
     };
-    let response = match session.get("/api/domain/odata/Crm_Customers?$top=10").await {
+    const CUSTOMERS: &str = "/api/domain/odata/Crm_Customers?$top=10";
+    let result = match (session.get(CUSTOMERS).await, login) {
+        // The token store could not be reached by this instance's cached session (its connection was
+        // dropped by a Redis restart, and its renewal waits out a backoff now): that session is dropped,
+        // and one made again from Redis tries once more. Nothing was sent without the lock.
+        (Err(Error::Store(StoreError::Unavailable { .. })), Some(login)) => {
+            app.cache().remove(&login);
+            match app.session_of(&login).await {
+                Ok(session) => session.get(CUSTOMERS).await,
+                Err(e) => Err(e),
+            }
+        }
+        (result, _) => result,
+    };
+    let response = match result {
         Ok(r) => r,
         Err(e) if e.is_login_required() => {
-            if let Some(sid) = sid {
-                app.users().signed_in.remove(&sid);
+            if let Some(sid) = sid
+                && let Err(e) = app.take_signed_in(&sid).await
+            {
+                return store_failure(&e);
             }
             return app.set_cookie(Redirect::to("/").into_response(), None);
         }
-        Err(e) => return error_page(StatusCode::BAD_GATEWAY, &format!("The Domain API call failed: {e}")),
+        Err(e) => return failure(&e, StatusCode::BAD_GATEWAY, "The Domain API call failed"),
     };
     let rows = serde_json::from_slice::<serde_json::Value>(response.body())
         .ok()
@@ -534,13 +860,22 @@ const PREFERRED_COLUMNS: &[&str] =
 const MAX_COLUMNS: usize = 7;
 
 async fn logout(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let removed = session_id(&headers).and_then(|sid| {
-        let mut users = app.users();
-        users.take_pending(&sid);
-        users.signed_in.remove(&sid)
-    });
+    let removed = match session_id(&headers) {
+        Some(sid) => match app.take_signed_in(&sid).await {
+            Ok(removed) => removed,
+            Err(e) => return store_failure(&e),
+        },
+        None => None,
+    };
+    let session = match removed {
+        Some(taken) => match app.session_of_taken(taken).await {
+            Ok(session) => session,
+            Err(e) => return failure(&e, StatusCode::INTERNAL_SERVER_ERROR, "The sign-out failed"),
+        },
+        None => None,
+    };
     let mut message = "You are signed out.".to_owned();
-    if let Some(SignedIn { session, .. }) = removed {
+    if let Some(session) = session {
         match session.logout().await {
             Ok(out) => {
                 if let erpnet_oauth_async::Revocation::Failed(e) = out.revocation {

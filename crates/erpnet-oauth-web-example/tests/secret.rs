@@ -2,8 +2,14 @@
 //! built binary refuses `--client-secret`, and reads the secret from `ERPNET_CLIENT_SECRET` or
 //! `--client-secret-file`. Each source is proven by a login through the binary against its embedded mock
 //! ERP.net (confidential demo application): the right secret signs in, a wrong one gets `invalid_client`.
+//!
+//! The other secrets of a deployment on several instances: `REDIS_URL` (which may hold Redis's password)
+//! is read from the environment only and never shown; the token encryption key comes from a file
+//! (`TOKEN_ENCRYPTION_KEY_FILE`), whose content no message shows. With both, against a real
+//! redis-server with a password, the binary keeps the session and the encrypted tokens in Redis.
 
 use erpnet_oauth_mock::{DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH, LOGIN_REQUEST_HEADER};
+use erpnet_oauth_redis::test_util::RedisServer;
 use erpnet_oauth_web_example::COOKIE;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -21,6 +27,8 @@ fn web_example() -> Command {
         "ERPNET_CLIENT_SECRET",
         "ERPNET_REDIRECT_URI",
         "ERPNET_LISTEN",
+        "REDIS_URL",
+        "TOKEN_ENCRYPTION_KEY_FILE",
     ] {
         command.env_remove(var);
     }
@@ -214,4 +222,58 @@ fn an_empty_or_missing_secret_file_is_an_error() {
         assert!(stderr.contains(message), "{stderr}");
         assert!(out.stdout.is_empty(), "no server was started");
     }
+}
+
+#[test]
+fn the_redis_url_and_the_encryption_key_are_checked_at_start_and_never_shown() {
+    let key_like = secret_file("not-a-key", "hunter2-key-material\n");
+    let good_key = secret_file("key", &format!("{}\n", "0f".repeat(32)));
+    /// The environment, the key file given with the flag, and what the message says.
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a PathBuf>, &'a str);
+    let cases: [Case<'_>; 4] = [
+        (&[], Some(&good_key), "needs REDIS_URL"),
+        (&[("REDIS_URL", "redis://127.0.0.1:9/")], Some(&key_like), "must hold 64 hex digits"),
+        (&[("REDIS_URL", "http://:hunter2-redis@127.0.0.1:9/")], None, "REDIS_URL: invalid Redis URL"),
+        (
+            &[("REDIS_URL", "redis://127.0.0.1:9/"), ("TOKEN_ENCRYPTION_KEY_FILE", "/nonexistent/key")],
+            None,
+            "cannot read the token encryption key file",
+        ),
+    ];
+    for (env, key_file, message) in cases {
+        let mut command = web_example();
+        command.envs(env.iter().copied());
+        if let Some(path) = key_file {
+            command.arg("--token-encryption-key-file").arg(path);
+        }
+        let out = run(command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{message}: {stderr}");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "no secret shown: {stderr}");
+        assert!(out.stdout.is_empty(), "no server was started");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redis_url_the_session_and_the_encrypted_tokens_are_kept_in_redis() {
+    const PASSWORD: &str = "hunter2-redis-password";
+    let redis = tokio::task::spawn_blocking(RedisServer::start).await.unwrap();
+    assert_eq!(redis.command(&["CONFIG", "SET", "requirepass", PASSWORD]), "+OK");
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{}/", redis.port());
+    let key = secret_file("token-key", &format!("{}\n", "a5".repeat(32)));
+    let mut command = web_example();
+    command.env("REDIS_URL", &url).env("TOKEN_ENCRYPTION_KEY_FILE", &key);
+    let server = serve(command).await;
+    assert_signs_in(&server).await;
+
+    let mut c = redis::Client::open(url.as_str()).unwrap().get_connection().unwrap();
+    let sessions: Vec<String> = redis::cmd("KEYS").arg("erpnet-example:session:*").query(&mut c).unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let tokens: Vec<String> = redis::cmd("KEYS").arg("erpnet-example:tokens:*").query(&mut c).unwrap();
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let stored: Vec<u8> = redis::cmd("HGET").arg(&tokens[0]).arg("tokens").query(&mut c).unwrap();
+    assert_eq!(stored.first(), Some(&1), "the encrypted form's version byte");
+    let text = String::from_utf8_lossy(&stored);
+    assert!(!text.contains("refresh_token") && !text.contains("access_token"), "encrypted at rest");
 }
