@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: what CI runs, and the README's test command. On a fresh machine it installs what the
 //! tests need (headless Chromium and its WebDriver for the web example's browser test, through
-//! `scripts/install-browser.sh`; cargo-fuzz through `cargo xtask fuzz`), then runs every test of the workspace
+//! `scripts/install-browser.sh`; redis-server for erpnet-oauth-redis's tests through `scripts/install-redis.sh`;
+//! cargo-fuzz through `cargo xtask fuzz`), then runs every test of the workspace
 //! (the conformance suite included) and a short run of each fuzz target.
 
 use crate::bench::{cargo, workspace_root};
@@ -30,6 +31,11 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut browser = Command::new("bash");
     browser.arg("scripts/install-browser.sh");
     if !step("headless Chromium for the browser test", browser) {
+        return ExitCode::FAILURE;
+    }
+    let mut redis = Command::new("bash");
+    redis.arg("scripts/install-redis.sh");
+    if !step("redis-server for the shared token store's tests", redis) {
         return ExitCode::FAILURE;
     }
     let mut interop = Command::new("bash");

@@ -149,7 +149,8 @@ impl Error {
     }
 
     /// Whether trying again later may succeed: transport failures (the request may not have arrived, or
-    /// its answer was lost), 5xx and 429 answers, failed refreshes that kept the tokens.
+    /// its answer was lost), 5xx and 429 answers, failed refreshes that kept the tokens, a shared token
+    /// store that was unreachable, busy or had newer tokens ([`crate::store::StoreError::is_retryable`]).
     pub fn is_retryable(&self) -> bool {
         use crate::api::ApiError;
         match self {
@@ -158,6 +159,7 @@ impl Error {
             Error::Api(ApiError::Status { status, .. }) => *status >= 500,
             Error::Dns(_) | Error::Connect(_) | Error::Timeout(_) | Error::Io(_) => true,
             Error::Task(_) => true,
+            Error::Store(e) => e.is_retryable(),
             Error::Jwks(e) => e.is_retryable(),
             Error::Discovery(e) => e.is_retryable(),
             Error::Revocation(e) => e.is_retryable(),

@@ -88,6 +88,60 @@ pub enum StoreError {
     /// A store of your own failed (or an async file store's task did not complete).
     #[error("the token store failed: {0}")]
     Other(String),
+    /// A shared store (a server such as Redis) could not be reached, or did not answer in time. Nothing
+    /// was changed by this call as far as the store knows; retry later ([`Self::is_retryable`]).
+    /// `store` names it without any password; `reason` never holds a token.
+    #[error("the token store {store} is unavailable ({reason}); try again later")]
+    Unavailable {
+        /// The store (for Redis: the URL with its password redacted, and the key).
+        store: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The store's lock stayed held by another holder (another process or instance refreshing the same
+    /// login) for longer than this store waits. Nothing was changed; retry later.
+    #[error("the token store {store} stayed locked by another holder for {waited:?}; try again later")]
+    LockTimeout {
+        /// The store.
+        store: String,
+        /// How long this call waited.
+        waited: std::time::Duration,
+    },
+    /// A save or delete under the store's lock was refused because the store changed after the lock
+    /// was taken: the lock's lease ran out while this holder was slow, and another holder stored newer
+    /// tokens (or a new login did). The newer tokens are kept; this holder's are not written. The next
+    /// renewal re-reads the store and uses them; retry ([`Self::is_retryable`]).
+    #[error(
+        "the token store {store} was changed by another holder after this one's lock expired; its newer \
+         tokens were kept and this write was refused"
+    )]
+    Fenced {
+        /// The store.
+        store: String,
+    },
+    /// The stored tokens are encrypted and could not be decrypted: the key is wrong, the ciphertext was
+    /// changed or moved from another key, or the store holds plain tokens where encrypted ones are
+    /// expected (or the reverse). Never garbage: nothing is handed out. Log in again to replace them,
+    /// or configure the right key.
+    #[error("the tokens in {store} could not be decrypted: {reason}")]
+    Decrypt {
+        /// The store.
+        store: String,
+        /// Why (no key material appears here).
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed without anyone changing anything: the store was
+    /// unreachable ([`Self::Unavailable`]), busy ([`Self::LockTimeout`]), or had newer tokens
+    /// ([`Self::Fenced`]). File errors, corrupt or foreign tokens and decryption failures are not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::LockTimeout { .. } | StoreError::Fenced { .. }
+        )
+    }
 }
 
 /// The instance (its issuer) and the client a token set was issued to. A file store records it next to
@@ -317,6 +371,34 @@ mod tests {
         let one = jwt(serde_json::json!({"iss": "https://a.example/id", "aud": ["app"]}));
         assert_eq!(IssuedTo::from_id_token(&one), Some(a()));
         assert_eq!(IssuedTo::from_id_token(&IdToken::new("not a jwt")), None);
+    }
+
+    #[test]
+    fn only_a_shared_stores_passing_troubles_are_retryable() {
+        let store = "redis://:[redacted]@h:6379/ key p:alice".to_owned();
+        let retryable = [
+            StoreError::Unavailable { store: store.clone(), reason: "connection refused".to_owned() },
+            StoreError::LockTimeout { store: store.clone(), waited: std::time::Duration::from_secs(75) },
+            StoreError::Fenced { store: store.clone() },
+        ];
+        for e in retryable {
+            assert!(e.is_retryable(), "{e}");
+            assert!(crate::Error::from(e).is_retryable());
+        }
+        let not = [
+            StoreError::Decrypt { store: store.clone(), reason: "wrong key".to_owned() },
+            StoreError::Other("disk full".to_owned()),
+            StoreError::Corrupt { path: PathBuf::from("/s/t.json"), reason: "x".to_owned() },
+            StoreError::Io {
+                path: PathBuf::from("/s/t.json"),
+                action: "read",
+                source: io::Error::from(io::ErrorKind::PermissionDenied),
+            },
+        ];
+        for e in not {
+            assert!(!e.is_retryable(), "{e}");
+            assert!(!crate::Error::from(e).is_retryable());
+        }
     }
 
     #[test]

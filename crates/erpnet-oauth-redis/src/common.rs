@@ -1,0 +1,429 @@
+//! What the blocking and the async store share: settings, the scripts, encoding, errors, the backoff.
+
+use crate::crypto::{self, EncryptionKey};
+use crate::keys::{self, InvalidLoginId, Keys, LoginId};
+use erpnet_oauth_core::store::{IssuedTo, StoreError, StoreFile};
+use erpnet_oauth_core::{ClientConfig, TokenSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The default lease of the lock: 70 s, enough for a renewal's token request and JWKS request at the
+/// sessions' default HTTP timeout of 30 s each, plus 10 s.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(70);
+/// The shortest lease accepted.
+pub const MIN_LEASE: Duration = Duration::from_secs(1);
+/// The longest lease accepted.
+pub const MAX_LEASE: Duration = Duration::from_secs(600);
+/// The default lifetime of the stored tokens in Redis: 30 days, ERP.net's refresh token lifetime for
+/// confidential applications (public ones get 24 h: set [`crate::RedisStore::ttl`] to match).
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The default bound on connecting to Redis and on each of its answers.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a store could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The URL is not a Redis URL this build can use (the message shows it with its password redacted).
+    #[error("invalid Redis URL {url}: {reason}")]
+    Url {
+        /// The URL, password redacted.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The login id breaks the rule of [`LoginId`].
+    #[error(transparent)]
+    LoginId(#[from] InvalidLoginId),
+    /// The key prefix breaks its rule (see [`crate::RedisStore::prefix`]).
+    #[error("invalid key prefix: {0}")]
+    Prefix(String),
+    /// A duration is out of its range.
+    #[error("{0}")]
+    Duration(String),
+}
+
+/// `url` with its password replaced by `[redacted]` (and unreadable URLs reduced to their scheme).
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("[redacted]"));
+            }
+            parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
+        }
+        Err(_) => match url.split_once("://") {
+            Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => {
+                format!("{scheme}://[unreadable]")
+            }
+            _ => "[unreadable URL]".to_owned(),
+        },
+    }
+}
+
+/// The settings of one store, shared by its clones.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) url: String,
+    pub(crate) password: Option<String>,
+    pub(crate) prefix: String,
+    pub(crate) login: LoginId,
+    pub(crate) keys: Keys,
+    pub(crate) issued_to: Option<IssuedTo>,
+    pub(crate) encryption: Option<EncryptionKey>,
+    pub(crate) lease: Duration,
+    pub(crate) lock_wait: Option<Duration>,
+    pub(crate) ttl: Duration,
+    pub(crate) timeout: Duration,
+}
+
+impl Settings {
+    pub(crate) fn new(url: &str, login: LoginId) -> Result<(Settings, redis::Client), ConfigError> {
+        let redacted = redact_url(url);
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ConfigError::Url { url: redacted.clone(), reason: e.to_string() })?;
+        match parsed.scheme() {
+            "redis" | "redis+unix" | "unix" => {}
+            "rediss" if cfg!(feature = "tls") => {}
+            "rediss" => {
+                return Err(ConfigError::Url {
+                    url: redacted,
+                    reason: "rediss:// needs the `tls` feature of erpnet-oauth-redis".to_owned(),
+                });
+            }
+            other => {
+                return Err(ConfigError::Url {
+                    url: redacted,
+                    reason: format!(
+                        "the scheme must be redis or rediss, not {}",
+                        erpnet_oauth_core::escape(other)
+                    ),
+                });
+            }
+        }
+        #[cfg(feature = "tls")]
+        if parsed.scheme() == "rediss" {
+            // Only when the application installed no provider of its own.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let password = parsed.password().map(percent_decode);
+        let client = redis::Client::open(url).map_err(|e| ConfigError::Url {
+            url: redacted.clone(),
+            reason: scrub(&e.to_string(), password.as_deref()),
+        })?;
+        let prefix = keys::DEFAULT_PREFIX.to_owned();
+        let keys = Keys::new(&prefix, &login);
+        Ok((
+            Settings {
+                url: redacted,
+                password,
+                prefix,
+                login,
+                keys,
+                issued_to: None,
+                encryption: None,
+                lease: DEFAULT_LEASE,
+                lock_wait: None,
+                ttl: DEFAULT_TTL,
+                timeout: DEFAULT_TIMEOUT,
+            },
+            client,
+        ))
+    }
+
+    pub(crate) fn set_prefix(&mut self, prefix: &str) -> Result<(), ConfigError> {
+        keys::check_prefix(prefix).map_err(ConfigError::Prefix)?;
+        self.prefix = prefix.to_owned();
+        self.keys = Keys::new(&self.prefix, &self.login);
+        Ok(())
+    }
+
+    pub(crate) fn set_login(&mut self, login: LoginId) {
+        self.keys = Keys::new(&self.prefix, &login);
+        self.login = login;
+    }
+
+    pub(crate) fn set_lease(&mut self, lease: Duration) -> Result<(), ConfigError> {
+        if !(MIN_LEASE..=MAX_LEASE).contains(&lease) {
+            return Err(ConfigError::Duration(format!(
+                "the lock's lease must be between {MIN_LEASE:?} and {MAX_LEASE:?}, not {lease:?}"
+            )));
+        }
+        self.lease = lease;
+        Ok(())
+    }
+
+    pub(crate) fn set_ttl(&mut self, ttl: Duration) -> Result<(), ConfigError> {
+        if ttl < Duration::from_secs(60) {
+            return Err(ConfigError::Duration(format!("the tokens' TTL must be at least 60 s, not {ttl:?}")));
+        }
+        self.ttl = ttl;
+        Ok(())
+    }
+
+    pub(crate) fn set_timeout(&mut self, timeout: Duration) -> Result<(), ConfigError> {
+        if timeout.is_zero() || timeout > Duration::from_secs(300) {
+            return Err(ConfigError::Duration(format!(
+                "the Redis timeout must be within (0, 300 s], not {timeout:?}"
+            )));
+        }
+        self.timeout = timeout;
+        Ok(())
+    }
+
+    /// How long a lock is waited for: the lease and 5 s, unless set.
+    pub(crate) fn lock_wait(&self) -> Duration {
+        self.lock_wait.unwrap_or(self.lease + Duration::from_secs(5))
+    }
+
+    /// The store as errors name it: the URL (password redacted) and the key.
+    pub(crate) fn name(&self) -> String {
+        format!("{} key {}", self.url, self.keys.tokens)
+    }
+
+    pub(crate) fn lease_ms(&self) -> u64 {
+        u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn ttl_ms(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A Redis error as a store error, with the password scrubbed from its text.
+    pub(crate) fn error(&self, e: &redis::RedisError, doing: &str) -> StoreError {
+        use redis::{ErrorKind, ServerErrorKind};
+        let reason = format!("{doing}: {}", scrub(&e.to_string(), self.password.as_deref()));
+        let reason = erpnet_oauth_core::escape(&reason).into_owned();
+        match e.kind() {
+            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
+                StoreError::Other(format!("the token store {} refused this client ({reason})", self.name()))
+            }
+            ErrorKind::Server(ServerErrorKind::ResponseError) if e.code() == Some("WRONGTYPE") => {
+                StoreError::Corrupt {
+                    path: PathBuf::from(&self.keys.tokens),
+                    reason: "the key holds another Redis type than this store's hash".to_owned(),
+                }
+            }
+            ErrorKind::Server(ServerErrorKind::NoPerm) => {
+                StoreError::Other(format!("the token store {} refused a command ({reason})", self.name()))
+            }
+            _ => StoreError::Unavailable { store: self.name(), reason },
+        }
+    }
+
+    /// The bytes stored for `tokens`: the store file (bound to the client when the store is), encrypted
+    /// when the store has a key.
+    pub(crate) fn encode(&self, tokens: &TokenSet) -> Result<Vec<u8>, StoreError> {
+        let file = StoreFile { issued_to: self.issued_to.clone(), tokens: tokens.clone() };
+        let bytes = file.to_bytes().map_err(|e| StoreError::Other(e.to_string()))?;
+        match &self.encryption {
+            None => Ok(bytes),
+            Some(key) => crypto::seal(key, &self.keys.tokens, &bytes).map_err(StoreError::Other),
+        }
+    }
+
+    /// The tokens in `stored`: decrypted, parsed and checked against the client the store is bound to.
+    pub(crate) fn decode(&self, stored: &[u8]) -> Result<TokenSet, StoreError> {
+        let plain = crypto::open(self.encryption.as_ref(), &self.keys.tokens, stored)
+            .map_err(|e| StoreError::Decrypt { store: self.name(), reason: e.to_string() })?;
+        let file = StoreFile::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
+            path: PathBuf::from(&self.keys.tokens),
+            reason: e.to_string(),
+        })?;
+        match &self.issued_to {
+            None => Ok(file.tokens),
+            Some(expected) => file.tokens_for(expected).map_err(|stored| StoreError::IssuedToAnother {
+                path: PathBuf::from(&self.keys.tokens),
+                stored,
+                expected: expected.clone(),
+            }),
+        }
+    }
+
+    pub(crate) fn bind(&mut self, client: &ClientConfig) {
+        self.issued_to = Some(IssuedTo::of(client));
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes.get(i), bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+        {
+            (Some(b'%'), Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (Some(&b), _, _) => {
+                out.push(b);
+                i += 1;
+            }
+            (None, _, _) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `text` with every occurrence of `password` replaced.
+pub(crate) fn scrub(text: &str, password: Option<&str>) -> String {
+    match password {
+        Some(p) if !p.is_empty() => text.replace(p, "[redacted]"),
+        _ => text.to_owned(),
+    }
+}
+
+/// The lock currently held through one store value (its lease may have run out meanwhile).
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub(crate) owner: String,
+    /// The generation found when the lock was taken (then the last one this holder wrote).
+    pub(crate) generation: i64,
+}
+
+/// Per store value: the lock it holds, if any. Clones of a store share the pool, not this.
+#[derive(Debug, Default)]
+pub(crate) struct HeldSlot(Mutex<Option<Held>>);
+
+impl HeldSlot {
+    pub(crate) fn get(&self) -> Option<Held> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+    pub(crate) fn set(&self, held: Held) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(held);
+    }
+    /// After a write under the lock: the generation it wrote.
+    pub(crate) fn advance(&self, owner: &str, generation: i64) {
+        if let Some(h) = self.0.lock().unwrap_or_else(PoisonError::into_inner).as_mut()
+            && h.owner == owner
+        {
+            h.generation = generation;
+        }
+    }
+    pub(crate) fn release(&self, owner: &str) {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|h| h.owner == owner) {
+            *slot = None;
+        }
+    }
+}
+
+pub(crate) type Shared = Arc<HeldSlot>;
+
+/// A random lock owner: 128 bits from the OS, in hex.
+pub(crate) fn new_owner() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::Other(format!("the OS random source failed: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The wait before lock attempt `attempt` (0-based): 2 ms doubling to 50 ms, with jitter (the upper
+/// half), and never longer than the lock's remaining lease (`pttl_ms`, when known) plus 1 ms.
+pub(crate) fn backoff(attempt: u32, pttl_ms: i64) -> Duration {
+    let base = 2u64.saturating_mul(1u64 << attempt.min(5)).min(50);
+    let mut r = [0u8; 1];
+    let jitter = if getrandom::fill(&mut r).is_ok() { u64::from(r[0]) } else { 128 };
+    let ms = base / 2 + (base / 2 * jitter) / 255;
+    let ms = if pttl_ms >= 0 { ms.min(u64::try_from(pttl_ms).unwrap_or(0) + 1) } else { ms };
+    Duration::from_millis(ms.max(1))
+}
+
+/// Takes the lock (`SET lock owner NX PX lease`) and reads the generation of the tokens in one step.
+/// Returns `{1, generation}` or `{0, the lock's remaining lease in ms}`.
+pub(crate) const LOCK: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, tonumber(redis.call('HGET', KEYS[2], 'generation')) or 0}
+end
+return {0, redis.call('PTTL', KEYS[1])}
+";
+
+/// Deletes the lock if this owner still holds it (compare-and-delete). Returns 1 when deleted.
+pub(crate) const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Stores the tokens if the generation is still the expected one (`ARGV[1]`, or any when empty), as
+/// generation + 1, and sets the key's TTL. Returns `{1, new generation}` or `{0, current generation}`.
+pub(crate) const SAVE: &str = r"
+local g = tonumber(redis.call('HGET', KEYS[1], 'generation')) or 0
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= g then
+  return {0, g}
+end
+g = g + 1
+redis.call('HSET', KEYS[1], 'generation', g, 'tokens', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, g}
+";
+
+/// Deletes the tokens under the same condition, keeping the generation (a tombstone with the TTL), so
+/// that a holder fenced before the delete stays fenced after it. Returns as [`SAVE`].
+pub(crate) const CLEAR: &str = r"
+local g = tonumber(redis.call('HGET', KEYS[1], 'generation')) or 0
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= g then
+  return {0, g}
+end
+if g == 0 and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {1, 0}
+end
+g = g + 1
+redis.call('HDEL', KEYS[1], 'tokens')
+redis.call('HSET', KEYS[1], 'generation', g)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {1, g}
+";
+
+/// The four scripts, hashed once.
+pub(crate) struct Scripts {
+    pub(crate) lock: redis::Script,
+    pub(crate) unlock: redis::Script,
+    pub(crate) save: redis::Script,
+    pub(crate) clear: redis::Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            lock: redis::Script::new(LOCK),
+            unlock: redis::Script::new(UNLOCK),
+            save: redis::Script::new(SAVE),
+            clear: redis::Script::new(CLEAR),
+        }
+    }
+}
+
+/// The expected generation argument of [`SAVE`] and [`CLEAR`].
+pub(crate) fn expected(held: Option<&Held>) -> String {
+    held.map(|h| h.generation.to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("redis://:s3cret@host:6379/0"), "redis://:[redacted]@host:6379/0");
+        assert_eq!(redact_url("redis://user:s3cret@host/"), "redis://user:[redacted]@host/");
+        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
+        assert_eq!(redact_url("redis://:pa ss@ho st"), "redis://[unreadable]");
+        assert_eq!(redact_url("no url at all s3cret"), "[unreadable URL]");
+        assert_eq!(scrub("WRONGPASS s3cret", Some("s3cret")), "WRONGPASS [redacted]");
+        assert_eq!(percent_decode("a%40b%zz"), "a@b%zz");
+    }
+
+    #[test]
+    fn the_backoff_is_bounded() {
+        for attempt in 0..40 {
+            let d = backoff(attempt, -2);
+            assert!(d >= Duration::from_millis(1) && d <= Duration::from_millis(50), "{d:?}");
+        }
+        assert_eq!(backoff(10, 0), Duration::from_millis(1), "never past the lease's end");
+    }
+}
