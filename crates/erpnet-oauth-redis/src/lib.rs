@@ -133,6 +133,9 @@ mod blocking;
 mod common;
 mod crypto;
 mod keys;
+/// Test support (feature `test-util`): a real redis-server for tests. Never in production.
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 #[cfg(feature = "async")]
 pub use asynchronous::AsyncRedisStore;
