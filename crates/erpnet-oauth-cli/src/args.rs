@@ -34,9 +34,14 @@ pub struct Global {
     /// The scopes to request.
     #[arg(long, global = true, env = "ERPNET_SCOPE", value_name = "SCOPES")]
     pub scope: Option<String>,
-    /// Where tokens are kept (default: the platform's config directory, erpnet-oauth/).
-    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", value_name = "DIR")]
+    /// Where profiles and tokens are kept: a directory (default: the platform's config directory,
+    /// erpnet-oauth/), or a Redis URL (redis://, rediss://, redis+unix://) shared by several machines.
+    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", value_name = "DIR|URL")]
     pub store: Option<PathBuf>,
+    /// With a Redis store: a file holding a 32-byte key in base64 (head -c 32 /dev/urandom | base64)
+    /// that encrypts the tokens and the saved client secret in Redis (AES-256-GCM).
+    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE_KEY_FILE", value_name = "PATH")]
+    pub store_key_file: Option<PathBuf>,
     /// Keeps several logins apart (each has its own settings, tokens and saved secret).
     #[arg(long, global = true, env = "ERPNET_PROFILE", default_value = "default", value_name = "NAME")]
     pub profile: String,

@@ -73,7 +73,7 @@ fn http_options(settings: &Settings) -> HttpOptions {
 /// The session of the profile, on its file store. Fails with "login required" when nothing is stored.
 pub fn open_session(settings: &Settings) -> Result<Session, Failure> {
     // A link counts as there (and is refused when read), even one that leads nowhere.
-    if settings.saved.is_none() && std::fs::symlink_metadata(settings.token_path()).is_err() {
+    if settings.saved.is_none() && !settings.tokens_present()? {
         return Err(Failure::login_required(format!(
             "not logged in (profile `{}`): run `erpnet-oauth login`",
             settings.profile

@@ -16,6 +16,7 @@ mod logout;
 mod saved_secret;
 mod settings;
 mod status;
+mod store;
 
 use clap::Parser as _;
 use std::process::ExitCode;
