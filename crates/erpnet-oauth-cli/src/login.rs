@@ -125,11 +125,15 @@ pub fn run(
     settings::write_profile(settings, &saved)?;
     if let Some(e) = secret_error {
         listener.reply(LoginOutcome::LoggedIn { user: login.claims.as_ref().map(|c| c.sub.as_str()) });
-        return Err(Failure::usage(format!(
-            "the login succeeded and its tokens are stored, but {}: pass --client-secret-file PATH or set \
-             ERPNET_CLIENT_SECRET on later commands",
-            e.message
-        )));
+        // The code of what failed: 2 for a file or keyring, 5 for a Redis store that stopped answering.
+        return Err(Failure {
+            code: e.code,
+            message: format!(
+                "the login succeeded and its tokens are stored, but {}: pass --client-secret-file PATH or set \
+                 ERPNET_CLIENT_SECRET on later commands",
+                e.message
+            ),
+        });
     }
     match (place, secret) {
         (Some(SecretPlace::Keyring), Some((_, source)))

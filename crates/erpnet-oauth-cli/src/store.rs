@@ -196,13 +196,13 @@ impl Store {
             }
             Store::Redis(redis) => {
                 let store = redis.tokens.for_login(login_id(profile));
-                Tokens::Redis(RedisTokens {
+                Tokens::Redis(Box::new(RedisTokens {
                     store: match client {
                         Some(client) => store.for_client(client),
                         None => store,
                     },
                     password: redis.password.clone(),
-                })
+                }))
             }
         }
     }
@@ -622,7 +622,7 @@ pub fn save_failed_retryably() -> bool {
 #[derive(Debug)]
 pub enum Tokens {
     File(FileStore),
-    Redis(RedisTokens),
+    Redis(Box<RedisTokens>),
 }
 
 /// The Redis token store, its errors scrubbed of the password and failed saves recorded.
@@ -727,6 +727,35 @@ mod tests {
         let store = Store::resolve(&global(&["--store", "redis://:pw@127.0.0.1:1/"]), &|_| None).unwrap();
         assert!(!format!("{store:?}").contains("pw@"), "{store:?}");
         assert_eq!(store.describe(), "redis://:[redacted]@127.0.0.1:1/");
+    }
+
+    #[test]
+    fn shared_store_errors_have_their_exit_codes() {
+        use crate::errors::failure;
+        use crate::exit::Code;
+        use erpnet_oauth_core::{Error, RefreshError};
+        let store = || "redis://:[redacted]@h:6379/ key erpnet-oauth:cli:tokens:default".to_owned();
+        // Retryable: Redis unreachable, the lock held too long, a save fenced by a newer one.
+        for e in [
+            StoreError::Unavailable { store: store(), reason: "connecting: refused".into() },
+            StoreError::LockTimeout { store: store(), waited: Duration::from_secs(17) },
+            StoreError::Fenced { store: store() },
+        ] {
+            let f = failure(Error::Store(e));
+            assert_eq!(f.code, Code::Network, "{f:?}");
+            assert!(f.message.contains("redis://:[redacted]@h:6379/"), "{f:?}");
+        }
+        let f = failure(Error::Store(StoreError::Decrypt { store: store(), reason: "wrong key".into() }));
+        assert_eq!(f.code, Code::Usage, "{f:?}");
+        assert!(f.message.contains("--store-key-file"), "{f:?}");
+        let f = failure(Error::Store(StoreError::Other("refused this client".into())));
+        assert_eq!(f.code, Code::Usage, "{f:?}");
+        // A failed save after the refresh: the exit code follows what the store reported.
+        let persist = || Error::Refresh(RefreshError::Persist("the token store ... was changed".into()));
+        SAVE_FAILED_RETRYABLY.store(true, Ordering::SeqCst);
+        assert_eq!(failure(persist()).code, Code::Network);
+        SAVE_FAILED_RETRYABLY.store(false, Ordering::SeqCst);
+        assert_eq!(failure(persist()).code, Code::Usage);
     }
 
     #[test]

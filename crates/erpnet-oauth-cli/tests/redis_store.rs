@@ -66,7 +66,7 @@ fn stored_token(url: &str, name: &str) -> Option<String> {
 /// Adds the tokens stored in Redis (unencrypted, every profile) to the values no stream may show.
 fn remember(h: &Harness, url: &str) {
     for key in cli_keys(url) {
-        if !key.strip_prefix("erpnet-oauth:cli:tokens:").is_some_and(|p| !p.contains(':')) {
+        if key.strip_prefix("erpnet-oauth:cli:tokens:").is_none_or(|p| p.contains(':')) {
             continue;
         }
         let Some(bytes) = hget(url, &key, "tokens") else { continue };
@@ -332,7 +332,7 @@ fn a_password_protected_redis_never_shows_its_password() {
     let o = h.run_token(cmd);
     remember(&h, &url);
     o.assert_success();
-    assert!(o.stderr.contains("refresh") || o.stderr.contains("token"), "the exchanges are logged: {o:#?}");
+    assert!(o.stderr.contains("/id/connect/token"), "the refresh is logged: {o:#?}");
     assert!(!o.stderr.contains(password));
     let mut cmd = on(h.dir.path(), &url, &["status"]);
     cmd.env("ERPNET_CLIENT_SECRET", SECRET);
