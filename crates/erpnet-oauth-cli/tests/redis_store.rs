@@ -210,6 +210,15 @@ fn six_call_processes_on_six_machines_after_the_expiry_make_one_refresh_grant() 
     let old_refresh = stored_token(&url, "refresh_token").unwrap();
     h.mock().reset_counters();
 
+    // A holder that died holding the lock for 2 s more: the six start, find the token expired and wait
+    // for the lock together, so they contend for it when its lease runs out.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{TOKENS_KEY}:lock"))
+        .arg("a-holder-that-died")
+        .arg("PX")
+        .arg(2000)
+        .query(&mut conn(&url))
+        .unwrap();
     let homes: Vec<_> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
     let children: Vec<_> = homes
         .iter()
@@ -229,6 +238,7 @@ fn six_call_processes_on_six_machines_after_the_expiry_make_one_refresh_grant() 
     }
     let counters = h.mock().counters();
     assert_eq!(counters.refresh_token_grants, 1, "one refresh between the six: {counters:?}");
+    assert_eq!(get(&url, &format!("{TOKENS_KEY}:lock")), None, "the lock is released");
     assert_eq!(counters.refresh_token_reuses, 0, "{counters:?}");
     assert_eq!(counters.api_ok, 6, "{counters:?}");
 
