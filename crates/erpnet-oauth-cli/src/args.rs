@@ -36,7 +36,8 @@ pub struct Global {
     pub scope: Option<String>,
     /// Where profiles and tokens are kept: a directory (default: the platform's config directory,
     /// erpnet-oauth/), or a Redis URL (redis://, rediss://, redis+unix://) shared by several machines.
-    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", value_name = "DIR|URL")]
+    // `--help` never shows the variable's value: a Redis URL may hold a password.
+    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", hide_env_values = true, value_name = "DIR|URL")]
     pub store: Option<PathBuf>,
     /// With a Redis store: a file holding a 32-byte key in base64 (head -c 32 /dev/urandom | base64)
     /// that encrypts the tokens and the saved client secret in Redis (AES-256-GCM).

@@ -348,6 +348,14 @@ fn a_password_protected_redis_never_shows_its_password() {
     cmd.env("ERPNET_CLIENT_SECRET", SECRET);
     h.run(cmd).assert_success();
 
+    // `--help` names the variable but never shows its value.
+    for args in [&["--help"][..], &["token", "--help"]] {
+        let mut cmd = bare(h.dir.path());
+        cmd.env("ERPNET_OAUTH_STORE", &url).args(args);
+        let o = h.run(cmd);
+        o.assert_success();
+        assert!(o.stdout.contains("ERPNET_OAUTH_STORE"), "{o:#?}");
+    }
     // A wrong password, or none: refused (configuration, exit 2), the password never shown.
     let wrong = format!("redis://:{password}-wrong@127.0.0.1:{}/", redis.port());
     h.secret(&format!("{password}-wrong"));
