@@ -36,7 +36,8 @@ pub fn failure(error: Error) -> Failure {
             "{error}; pass the store key they were saved with (--store-key-file or \
              ERPNET_OAUTH_STORE_KEY_FILE), or run `erpnet-oauth login` to replace them"
         )),
-        Error::Store(StoreError::Other(_)) => Failure::usage(error.to_string()),
+        // Corrupt tokens: the message says to log in again (which replaces them) or delete them.
+        Error::Store(StoreError::Other(_) | StoreError::Corrupt { .. }) => Failure::usage(error.to_string()),
         // A link in the store directory, a directory others can change, tokens of another login: the
         // message says what to do.
         Error::Store(

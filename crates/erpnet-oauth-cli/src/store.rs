@@ -202,6 +202,7 @@ impl Store {
                         None => store,
                     },
                     password: redis.password.clone(),
+                    shown: redis.shown.clone(),
                 }))
             }
         }
@@ -235,7 +236,7 @@ impl Store {
             }
             Store::Redis(redis) => {
                 let store = redis.tokens.for_login(login_id(profile));
-                let scrub = |e| scrub_store_error(e, redis.password.as_deref());
+                let scrub = |e| scrub_store_error(e, redis.password.as_deref(), &redis.shown);
                 let Some(tokens) = store.load().map_err(scrub)? else { return Ok(None) };
                 let issued_to = match expected {
                     None => None,
@@ -590,13 +591,15 @@ fn scrub(text: &str, password: Option<&str>) -> String {
 }
 
 /// A store error with the password scrubbed from its texts (the token store redacts the URL's password,
-/// but not a `redis+unix://` URL's `?pass=`).
-fn scrub_store_error(e: StoreError, password: Option<&str>) -> StoreError {
-    if password.is_none() {
-        return e;
-    }
+/// but not a `redis+unix://` URL's `?pass=`), and corrupt tokens named by the store's URL (`shown`, the
+/// password redacted) and key, not by the key alone.
+fn scrub_store_error(e: StoreError, password: Option<&str>, shown: &str) -> StoreError {
     let s = |t: String| scrub(&t, password);
     match e {
+        StoreError::Corrupt { path, reason } => StoreError::Corrupt {
+            path: PathBuf::from(format!("{shown} key {}", path.display())),
+            reason: s(reason),
+        },
         StoreError::Unavailable { store, reason } => {
             StoreError::Unavailable { store: s(store), reason: s(reason) }
         }
@@ -630,11 +633,12 @@ pub enum Tokens {
 pub struct RedisTokens {
     store: RedisStore,
     password: Option<String>,
+    shown: String,
 }
 
 impl RedisTokens {
     fn scrub(&self, e: StoreError) -> StoreError {
-        scrub_store_error(e, self.password.as_deref())
+        scrub_store_error(e, self.password.as_deref(), &self.shown)
     }
 
     fn written(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
@@ -689,6 +693,7 @@ mod tests {
         let e = scrub_store_error(
             StoreError::Unavailable { store: "x?pass=s3cret".into(), reason: "s3cret".into() },
             Some("s3cret"),
+            "redis://h/",
         );
         assert!(!e.to_string().contains("s3cret"), "{e}");
     }

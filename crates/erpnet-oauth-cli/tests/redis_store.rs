@@ -570,11 +570,35 @@ fn logout_deletes_the_tokens_and_forget_every_key_of_the_profile() {
     h.check_streams(&o, true);
     o.assert_success();
 
+    assert!(get(&url, SECRET_KEY).is_some());
+
+    // `login --no-save-secret` deletes the secret saved in Redis.
+    let mut cmd =
+        on(h.dir.path(), &url, &["--store-key-file", key_arg, "login", "--no-save-secret", "--no-browser"]);
+    cmd.env("ERPNET_CLIENT_SECRET", SECRET);
+    let run = h.start_login(cmd);
+    assert!(run.browse(&h).contains("Logged in"));
+    let o = run.finish();
+    h.check_streams(&o, true);
+    o.assert_success();
+    assert!(o.stderr.contains("was not saved (--no-save-secret)"), "{o:#?}");
+    assert_eq!(get(&url, SECRET_KEY), None);
+    let profile: serde_json::Value = serde_json::from_slice(&get(&url, PROFILE_KEY).unwrap()).unwrap();
+    assert!(profile.get("secret").is_none() && profile["confidential"] == true, "{profile}");
+
     // Corrupt tokens: refused (exit 2); logout deletes them after a warning.
     let _: () =
         redis::cmd("HSET").arg(TOKENS_KEY).arg("tokens").arg("{GARBAGE").query(&mut conn(&url)).unwrap();
-    let o = h.run(on(b.path(), &url, &["token"]));
-    assert_eq!(o.code, Some(2), "{o:#?}");
+    for (key, needle) in [(Some(key_arg), "could not be decrypted"), (None, "is corrupt")] {
+        let mut cmd = on(b.path(), &url, &["token"]);
+        if let Some(key) = key {
+            cmd.args(["--store-key-file", key]);
+        }
+        cmd.env("ERPNET_CLIENT_SECRET", SECRET);
+        let o = h.run(cmd);
+        o.assert_only_error(2, &[needle, "log in", &format!("{url} key {TOKENS_KEY}")]);
+        assert!(!o.stderr.contains("writable directory"), "{o:#?}");
+    }
     let o = h.run(on(b.path(), &url, &["logout", "--forget"]));
     o.assert_success();
     assert_eq!(o.warnings().len(), 1, "{o:#?}");
