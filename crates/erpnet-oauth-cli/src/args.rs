@@ -38,9 +38,15 @@ pub struct Global {
     #[arg(long, global = true, env = "ERPNET_SCOPE", value_name = "SCOPES",
           help = format!("The scopes to request [default: {}]", crate::settings::DEFAULT_SCOPE))]
     pub scope: Option<String>,
-    /// Where tokens are kept (default: the platform's config directory, erpnet-oauth/).
-    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", value_name = "DIR")]
+    /// Where profiles and tokens are kept: a directory (default: the platform's config directory,
+    /// erpnet-oauth/), or a Redis URL (redis://, rediss://, redis+unix://) shared by several machines.
+    // `--help` never shows the variable's value: a Redis URL may hold a password.
+    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE", hide_env_values = true, value_name = "DIR|URL")]
     pub store: Option<PathBuf>,
+    /// With a Redis store: a file holding a 32-byte key in base64 (head -c 32 /dev/urandom | base64)
+    /// that encrypts the tokens and the saved client secret in Redis (AES-256-GCM).
+    #[arg(long, global = true, env = "ERPNET_OAUTH_STORE_KEY_FILE", value_name = "PATH")]
+    pub store_key_file: Option<PathBuf>,
     /// Keeps several logins apart (each has its own settings, tokens and saved secret).
     #[arg(long, global = true, env = "ERPNET_PROFILE", default_value = "default", value_name = "NAME")]
     pub profile: String,

@@ -84,7 +84,7 @@ const DEFAULT_MIN_VALIDITY: Duration = Duration::from_secs(60);
 /// lifetime: the core's rule, [`erpnet_oauth_core::TokenSet::margin`]).
 fn open_session_with(settings: &Settings, min_validity: Duration) -> Result<Session, Failure> {
     // A link counts as there (and is refused when read), even one that leads nowhere.
-    if settings.saved.is_none() && std::fs::symlink_metadata(settings.token_path()).is_err() {
+    if settings.saved.is_none() && !settings.tokens_present()? {
         return Err(Failure::login_required(format!(
             "not logged in (profile `{}`): run `erpnet-oauth login`",
             settings.profile

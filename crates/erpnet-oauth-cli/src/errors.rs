@@ -26,6 +26,18 @@ pub fn failure(error: Error) -> Failure {
             Failure::server(format!("{error}: run `erpnet-oauth login` again"))
         }
         Error::Refresh(RefreshError::Transport(_)) => Failure::network(format!("{error}; try again")),
+        // A shared store (Redis) unreachable, locked by another process for too long, or changed by
+        // another process while this one's lock had run out: nothing was lost; retry.
+        Error::Store(e) if e.is_retryable() => Failure::network(error.to_string()),
+        Error::Refresh(RefreshError::Persist(_)) if crate::store::save_failed_retryably() => {
+            Failure::network(format!("{error}; try again"))
+        }
+        Error::Store(StoreError::Decrypt { .. }) => Failure::usage(format!(
+            "{error}; pass the store key they were saved with (--store-key-file or \
+             ERPNET_OAUTH_STORE_KEY_FILE), or run `erpnet-oauth login` to replace them"
+        )),
+        // Corrupt tokens: the message says to log in again (which replaces them) or delete them.
+        Error::Store(StoreError::Other(_) | StoreError::Corrupt { .. }) => Failure::usage(error.to_string()),
         // A link in the store directory, a directory others can change, tokens of another login: the
         // message says what to do.
         Error::Store(

@@ -6,9 +6,10 @@ use crate::errors::failure;
 use crate::exit::Failure;
 use crate::saved_secret::SecretPlace;
 use crate::settings::{self, SavedProfile, SecretSource, Settings};
+use crate::store::Store;
 use erpnet_oauth_core::{AuthorizationRequest, is_loopback};
 use erpnet_oauth_ureq::{
-    FileStore, HttpClient, HttpOptions, LoginOutcome, RedirectListener, Session, StoreError,
+    HttpClient, HttpOptions, LoginOutcome, RedirectListener, Session, StoreError, TokenStore as _,
 };
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -32,16 +33,23 @@ pub fn run(
         )
     })?;
     check_redirect(redirect)?;
-    settings::create_store_dir(&settings.store_dir)?;
-    settings::check_writable(&settings.store_dir)?;
-    // A token file that holds no tokens is what a login is for: it is replaced once the login succeeds
-    // (the login's store reads it as empty), after saying so.
-    if let Err(StoreError::Corrupt { reason, .. }) = FileStore::new(settings.token_path()).load() {
-        eprintln!(
-            "erpnet-oauth: warning: the token file {} is corrupt ({}); this login replaces it",
+    settings.store.prepare_login()?;
+    // A token file that holds no tokens (or tokens this store key cannot decrypt) is what a login is for:
+    // it is replaced once the login succeeds (the login's store reads it as empty), after saying so.
+    match settings.unbound_token_store().load() {
+        Err(StoreError::Corrupt { reason, .. }) => eprintln!(
+            "erpnet-oauth: warning: the token {} {} is corrupt ({}); this login replaces it",
+            if matches!(settings.store, Store::Redis(_)) { "key" } else { "file" },
             settings.token_path().display(),
             erpnet_oauth_core::escape(&reason)
-        );
+        ),
+        Err(StoreError::Decrypt { reason, .. }) => eprintln!(
+            "erpnet-oauth: warning: the tokens at {} in {} could not be decrypted ({}); this login replaces them",
+            settings.token_path().display(),
+            settings.store.describe(),
+            erpnet_oauth_core::escape(&reason)
+        ),
+        _ => {}
     }
 
     // Listen before the browser is sent anywhere.
@@ -118,11 +126,15 @@ pub fn run(
     settings::write_profile(settings, &saved)?;
     if let Some(e) = secret_error {
         listener.reply(LoginOutcome::LoggedIn { user: login.claims.as_ref().map(|c| c.sub.as_str()) });
-        return Err(Failure::usage(format!(
-            "the login succeeded and its tokens are stored, but {}: pass --client-secret-file PATH or set \
-             ERPNET_CLIENT_SECRET on later commands",
-            e.message
-        )));
+        // The code of what failed: 2 for a file or keyring, 5 for a Redis store that stopped answering.
+        return Err(Failure {
+            code: e.code,
+            message: format!(
+                "the login succeeded and its tokens are stored, but {}: pass --client-secret-file PATH or set \
+                 ERPNET_CLIENT_SECRET on later commands",
+                e.message
+            ),
+        });
     }
     match (place, secret) {
         (Some(SecretPlace::Keyring), Some((_, source)))
@@ -136,6 +148,20 @@ pub fn run(
                 settings.saved_secret.file().display()
             )
         }
+        (Some(SecretPlace::Redis), Some((_, source)))
+            if source != SecretSource::Saved(SecretPlace::Redis) =>
+        {
+            eprintln!(
+                "Saved the client secret in {}, encrypted with the store key (`erpnet-oauth logout --forget` \
+                 deletes it)",
+                settings.store.describe()
+            )
+        }
+        (None, Some(_)) if !no_save_secret => eprintln!(
+            "erpnet-oauth: warning: the client secret was not saved: a Redis store keeps it only encrypted, with \
+             --store-key-file PATH (ERPNET_OAUTH_STORE_KEY_FILE); pass --client-secret-file PATH or set \
+             ERPNET_CLIENT_SECRET on later commands"
+        ),
         (None, Some(_)) => eprintln!(
             "The client secret was not saved (--no-save-secret): pass --client-secret-file or set \
              ERPNET_CLIENT_SECRET on later commands"
@@ -173,6 +199,10 @@ fn save_secret(
     match secret {
         // Already saved there, and read from there for this login.
         Some((_, SecretSource::Saved(place))) if !no_save_secret => (Some(place), None),
+        // A Redis store without a key: the secret is not saved anywhere (and one saved before goes).
+        Some(_) if !no_save_secret && !settings.saved_secret.can_save() => {
+            (None, settings.saved_secret.remove(previous).err())
+        }
         Some((secret, _)) if !no_save_secret => match settings.saved_secret.save(secret) {
             Ok(place) => (Some(place), None),
             Err(e) => (None, Some(e)),

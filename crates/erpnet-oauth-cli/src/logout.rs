@@ -6,21 +6,29 @@ use crate::commands::open_session;
 use crate::errors::failure;
 use crate::exit::{Code, Failure};
 use crate::settings::{self, Settings};
-use erpnet_oauth_ureq::{Error, FileStore, Revocation, StoreError};
+use crate::store::Store;
+use erpnet_oauth_ureq::{Error, Revocation, StoreError, TokenStore as _};
 
 /// Logs the profile out; `forget`: its settings and saved secret go too.
 pub fn run(settings: &Settings, forget: bool) -> Result<(), Failure> {
-    let store = FileStore::new(settings.token_path());
+    let store = settings.unbound_token_store();
     let mut corrupt = false;
     let revocation = match store.load() {
         Ok(None) => None,
         // Nothing in it can be revoked; deleting it is what the user can do about it.
-        Err(StoreError::Corrupt { reason, .. }) => {
+        Err(StoreError::Corrupt { reason, .. } | StoreError::Decrypt { reason, .. }) => {
+            let what = match &settings.store {
+                Store::Dir(_) => format!("the token file {} is corrupt", settings.token_path().display()),
+                Store::Redis(_) => format!(
+                    "the tokens at {} in {} cannot be read",
+                    settings.token_path().display(),
+                    settings.store.describe()
+                ),
+            };
             eprintln!(
-                "erpnet-oauth: warning: the token file {} is corrupt ({}): deleting it; nothing was revoked at \
-                 the server",
-                settings.token_path().display(),
-                erpnet_oauth_core::escape(&reason)
+                "erpnet-oauth: warning: {what} ({}): deleting {}; nothing was revoked at the server",
+                erpnet_oauth_core::escape(&reason),
+                if matches!(settings.store, Store::Dir(_)) { "it" } else { "them" }
             );
             store.clear().map_err(|e| failure(e.into()))?;
             corrupt = true;
@@ -39,6 +47,7 @@ pub fn run(settings: &Settings, forget: bool) -> Result<(), Failure> {
         let place = settings.saved.as_ref().and_then(|s| s.secret);
         settings.saved_secret.remove(place)?;
         settings::remove_profile(settings)?;
+        settings.store.forget_tokens(&settings.profile)?;
     }
     let kept = if forget {
         "its settings and saved client secret were deleted too"
@@ -48,8 +57,13 @@ pub fn run(settings: &Settings, forget: bool) -> Result<(), Failure> {
     let not_revoked = match revocation {
         None if corrupt => {
             eprintln!(
-                "Logged out (profile `{}`): the corrupt token file was deleted; {kept}",
-                settings.profile
+                "Logged out (profile `{}`): the {} deleted; {kept}",
+                settings.profile,
+                if matches!(settings.store, Store::Dir(_)) {
+                    "corrupt token file was"
+                } else {
+                    "unreadable tokens were"
+                }
             );
             return Ok(());
         }

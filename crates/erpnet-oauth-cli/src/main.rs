@@ -17,6 +17,7 @@ mod logout;
 mod saved_secret;
 mod settings;
 mod status;
+mod store;
 mod time;
 
 use clap::Parser as _;

@@ -8,11 +8,16 @@
 //! this command mostly runs there is no Secret Service to talk to; the kernel keyring forgets its keys at
 //! reboot. `ERPNET_OAUTH_NO_KEYRING=1` keeps the keyring out everywhere (tests set it, so they never touch a
 //! user's keyring): the secret is then saved in the file, and a secret saved in the keyring is not read.
+//!
+//! A profile in a Redis store (`--store redis://...`) keeps its secret in Redis, encrypted with the store
+//! key (`--store-key-file`), and nowhere without one (see [`crate::store`]).
 
 use crate::exit::Failure;
+use crate::store::{Redis, Store};
 use erpnet_oauth_core::{ClientSecret, StoreError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// The environment variable that keeps the OS keyring out (any value but empty or `0`).
 pub const NO_KEYRING_ENV: &str = "ERPNET_OAUTH_NO_KEYRING";
@@ -25,6 +30,8 @@ pub enum SecretPlace {
     Keyring,
     /// `NAME.secret` in the store directory.
     File,
+    /// The Redis store, encrypted with the store key (`erpnet-oauth:cli:secret:NAME`).
+    Redis,
 }
 
 impl SecretPlace {
@@ -33,6 +40,7 @@ impl SecretPlace {
         match self {
             SecretPlace::Keyring => "keyring",
             SecretPlace::File => "file",
+            SecretPlace::Redis => "redis",
         }
     }
 }
@@ -43,6 +51,8 @@ pub struct SavedSecret {
     store_dir: PathBuf,
     profile: String,
     keyring: bool,
+    /// The Redis store the profile is in, if it is.
+    redis: Option<Rc<Redis>>,
 }
 
 impl SavedSecret {
@@ -53,6 +63,37 @@ impl SavedSecret {
             store_dir: store_dir.to_path_buf(),
             profile: profile.to_owned(),
             keyring: os_keyring::SUPPORTED && !opted_out,
+            redis: None,
+        }
+    }
+
+    /// The saved secret of `profile` in `store`: a directory (see [`Self::new`]) or a Redis.
+    pub fn in_store(store: &Store, profile: &str, env: impl Fn(&str) -> Option<String>) -> SavedSecret {
+        match store {
+            Store::Dir(dir) => Self::new(dir, profile, env),
+            Store::Redis(redis) => SavedSecret {
+                store_dir: PathBuf::new(),
+                profile: profile.to_owned(),
+                keyring: false,
+                redis: Some(redis.clone()),
+            },
+        }
+    }
+
+    /// Whether a secret can be saved: always in a directory; in Redis only with the store key.
+    pub fn can_save(&self) -> bool {
+        self.redis.as_ref().is_none_or(|r| r.has_key())
+    }
+
+    /// Whether the secret the profile records at `place` is there (a file that is gone, a key deleted
+    /// from Redis, or a Redis secret without the key to read it, is not).
+    pub fn present(&self, place: SecretPlace) -> Result<bool, Failure> {
+        match (&self.redis, place) {
+            (Some(redis), SecretPlace::Redis) => Ok(redis.has_key() && redis.secret_present(&self.profile)?),
+            (Some(_), _) => Ok(false),
+            (None, SecretPlace::File) => Ok(std::fs::symlink_metadata(self.file()).is_ok()),
+            (None, SecretPlace::Keyring) => Ok(true),
+            (None, SecretPlace::Redis) => Ok(false),
         }
     }
 
@@ -64,6 +105,10 @@ impl SavedSecret {
     /// Saves `secret`: in the keyring when a store-then-read round trip works there, else in the file.
     /// The copy in the other place, if any, is deleted.
     pub fn save(&self, secret: &ClientSecret) -> Result<SecretPlace, Failure> {
+        if let Some(redis) = &self.redis {
+            redis.save_secret(&self.profile, secret)?;
+            return Ok(SecretPlace::Redis);
+        }
         if self.keyring {
             match os_keyring::store(&self.account(), secret) {
                 Ok(()) => {
@@ -91,7 +136,15 @@ impl SavedSecret {
     /// The secret saved at `place`; `None` when it is not there (or is in a keyring this process does not
     /// use).
     pub fn load(&self, place: SecretPlace) -> Result<Option<ClientSecret>, Failure> {
+        if let Some(redis) = &self.redis {
+            return match place {
+                SecretPlace::Redis => redis.load_secret(&self.profile),
+                // Never saved on this machine for a Redis profile.
+                SecretPlace::Keyring | SecretPlace::File => Ok(None),
+            };
+        }
         match place {
+            SecretPlace::Redis => Ok(None),
             SecretPlace::Keyring if !self.keyring => Ok(None),
             SecretPlace::Keyring => os_keyring::load(&self.account()).map_err(|why| {
                 Failure::usage(format!(
@@ -129,6 +182,9 @@ impl SavedSecret {
 
     /// Deletes the saved secret: the file, and the keyring entry when `place` says it is there.
     pub fn remove(&self, place: Option<SecretPlace>) -> Result<(), Failure> {
+        if let Some(redis) = &self.redis {
+            return redis.remove_secret(&self.profile);
+        }
         if place == Some(SecretPlace::Keyring) && self.keyring {
             os_keyring::delete(&self.account()).map_err(|why| {
                 Failure::usage(format!(
@@ -302,5 +358,6 @@ mod tests {
         assert_eq!(serde_json::to_string(&SecretPlace::Keyring).unwrap(), "\"keyring\"");
         assert_eq!(serde_json::from_str::<SecretPlace>("\"file\"").unwrap(), SecretPlace::File);
         assert_eq!(SecretPlace::File.as_str(), "file");
+        assert_eq!(serde_json::to_string(&SecretPlace::Redis).unwrap(), "\"redis\"");
     }
 }

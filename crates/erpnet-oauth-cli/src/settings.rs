@@ -3,10 +3,12 @@
 use crate::args::Global;
 use crate::exit::Failure;
 use crate::saved_secret::{SavedSecret, SecretPlace};
+use crate::store::{Store, Tokens};
 use erpnet_oauth_core::{ClientConfig, ClientSecret, IssuedTo, ProviderMetadata, TokenSet};
-use erpnet_oauth_ureq::{FileStore, StoreError, StoreLock, TokenStore};
+use erpnet_oauth_ureq::{StoreError, StoreLock, TokenStore};
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -70,7 +72,8 @@ pub struct Settings {
     pub given_secret: Option<SecretSource>,
     pub redirect_uri: Option<String>,
     pub scope: String,
-    pub store_dir: PathBuf,
+    /// Where the profile lives: a directory, or a Redis.
+    pub store: Store,
     pub profile: String,
     pub timeout: Duration,
     pub allow_insecure_http: bool,
@@ -88,14 +91,20 @@ pub struct Settings {
 impl Settings {
     /// Resolves the settings. `env` looks up environment variables (a parameter so tests can pass a map).
     pub fn resolve(global: &Global, env: impl Fn(&str) -> Option<String>) -> Result<Settings, Failure> {
+        check_profile_name(&global.profile)?;
+        let store = Store::resolve(global, &env)?;
+        Self::resolve_in(global, env, store)
+    }
+
+    /// [`Self::resolve`] in a store already resolved (`status --all`: each profile of one store).
+    pub fn resolve_in(
+        global: &Global,
+        env: impl Fn(&str) -> Option<String>,
+        store: Store,
+    ) -> Result<Settings, Failure> {
         let profile = global.profile.clone();
-        if !valid_profile_name(&profile) {
-            return Err(Failure::usage(format!(
-                "the profile name `{profile}` is not allowed: use letters, digits, '-', '_' and '.'"
-            )));
-        }
-        let store_dir = store_dir(global, &env)?;
-        let saved = read_profile(&store_dir, &profile)?;
+        check_profile_name(&profile)?;
+        let saved = store.read_profile(&profile)?;
         let (secret, given_secret) = match &global.client_secret_file {
             Some(path) => (Some(read_secret_file(path)?), Some(SecretSource::File)),
             None => match env("ERPNET_CLIENT_SECRET").filter(|s| !s.is_empty()) {
@@ -103,7 +112,7 @@ impl Settings {
                 None => (None, None),
             },
         };
-        let saved_secret = SavedSecret::new(&store_dir, &profile, &env);
+        let saved_secret = SavedSecret::in_store(&store, &profile, &env);
         let instance = global.instance.clone().or_else(|| saved.as_ref().map(|s| s.instance.clone()));
         let client_id = global.client_id.clone().or_else(|| saved.as_ref().map(|s| s.client_id.clone()));
         let redirect_uri =
@@ -126,7 +135,7 @@ impl Settings {
             given_secret,
             redirect_uri,
             scope,
-            store_dir,
+            store,
             profile,
             timeout: Duration::from_secs(global.timeout),
             allow_insecure_http: global.allow_insecure_http,
@@ -179,27 +188,39 @@ impl Settings {
 
     /// The failure of a profile that logged in with a client secret and has none now.
     pub fn needs_secret(&self) -> Failure {
+        let again = match &self.store {
+            Store::Redis(redis) if !redis.has_key() => {
+                "log in again with --store-key-file PATH to save it, encrypted, in the Redis store"
+            }
+            _ => "or log in again to save it",
+        };
         Failure::usage(format!(
             "profile {} needs its client secret: pass --client-secret-file PATH or set ERPNET_CLIENT_SECRET \
-             (or log in again to save it)",
+             ({again})",
             self.profile
         ))
     }
 
-    /// The token file of the profile.
+    /// Where the profile's tokens are: its token file, or its Redis key.
     pub fn token_path(&self) -> PathBuf {
-        self.store_dir.join(format!("{}.tokens.json", self.profile))
+        self.store.token_location(&self.profile)
     }
 
-    /// The settings file of the profile.
-    pub fn profile_path(&self) -> PathBuf {
-        profile_path(&self.store_dir, &self.profile)
-    }
-
-    /// The profile's token store, for `client`'s tokens only: the file records the instance (issuer) and
+    /// The profile's token store, for `client`'s tokens only: the store records the instance (issuer) and
     /// client of the tokens, and tokens issued to another are refused before any request.
-    pub fn token_store(&self, client: &ClientConfig) -> FileStore {
-        FileStore::new(self.token_path()).for_client(client)
+    pub fn token_store(&self, client: &ClientConfig) -> Tokens {
+        self.store.token_store(&self.profile, Some(client))
+    }
+
+    /// The profile's token store, unbound: `logout` and `login` read what it holds whoever it was
+    /// issued to.
+    pub fn unbound_token_store(&self) -> Tokens {
+        self.store.token_store(&self.profile, None)
+    }
+
+    /// Whether tokens are stored for the profile.
+    pub fn tokens_present(&self) -> Result<bool, Failure> {
+        self.store.tokens_present(&self.profile)
     }
 
     /// The profile's token store for `login`: bound to the client logging in, except that tokens of
@@ -298,6 +319,15 @@ impl Settings {
     }
 }
 
+fn check_profile_name(profile: &str) -> Result<(), Failure> {
+    if valid_profile_name(profile) {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "the profile name `{profile}` is not allowed: use letters, digits, '-', '_' and '.'"
+    )))
+}
+
 /// Whether `name` may name a profile: letters, digits, `-`, `_` and `.`, not first, at most 64 bytes (so a
 /// profile's files stay inside the store directory).
 pub fn valid_profile_name(name: &str) -> bool {
@@ -308,7 +338,7 @@ pub fn valid_profile_name(name: &str) -> bool {
 }
 
 /// The store directory (`--store`, `ERPNET_OAUTH_STORE`, else the platform's), refused when others can
-/// change it.
+/// change it. (A Redis URL there is [`Store::resolve`]'s.)
 pub fn store_dir(global: &Global, env: &impl Fn(&str) -> Option<String>) -> Result<PathBuf, Failure> {
     let dir = match &global.store {
         Some(dir) => dir.clone(),
@@ -339,7 +369,7 @@ fn profile_path(dir: &Path, profile: &str) -> PathBuf {
 }
 
 /// Reads the profile file (never through a symbolic link).
-fn read_profile(dir: &Path, profile: &str) -> Result<Option<SavedProfile>, Failure> {
+pub fn read_profile_file(dir: &Path, profile: &str) -> Result<Option<SavedProfile>, Failure> {
     let path = profile_path(dir, profile);
     match erpnet_oauth_store::read_private_file(&path) {
         Ok(Some(bytes)) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
@@ -357,11 +387,21 @@ fn read_profile(dir: &Path, profile: &str) -> Result<Option<SavedProfile>, Failu
     }
 }
 
+/// Saves the profile's settings in its store.
+pub fn write_profile(settings: &Settings, profile: &SavedProfile) -> Result<(), Failure> {
+    settings.store.write_profile(&settings.profile, profile)
+}
+
+/// Deletes the profile's settings (`logout --forget`).
+pub fn remove_profile(settings: &Settings) -> Result<(), Failure> {
+    settings.store.remove_profile(&settings.profile)
+}
+
 /// Writes the profile file atomically (temporary file, then rename; mode 0600; a symbolic link there is
 /// replaced, never written through).
-pub fn write_profile(settings: &Settings, profile: &SavedProfile) -> Result<(), Failure> {
-    let path = settings.profile_path();
-    create_store_dir(&settings.store_dir)?;
+pub fn write_profile_file(dir: &Path, name: &str, profile: &SavedProfile) -> Result<(), Failure> {
+    let path = profile_path(dir, name);
+    create_store_dir(dir)?;
     let json = serde_json::to_vec_pretty(profile).map_err(|e| Failure::usage(e.to_string()))?;
     erpnet_oauth_store::write_private_file(&path, &json).map_err(|e| {
         let e = match e {
@@ -375,13 +415,37 @@ pub fn write_profile(settings: &Settings, profile: &SavedProfile) -> Result<(), 
     })
 }
 
-/// Removes the profile file (`logout --forget`).
-pub fn remove_profile(settings: &Settings) -> Result<(), Failure> {
-    match std::fs::remove_file(settings.profile_path()) {
+/// Removes the profile file.
+pub fn remove_profile_file(dir: &Path, name: &str) -> Result<(), Failure> {
+    let path = profile_path(dir, name);
+    match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Failure::usage(format!("cannot remove {}: {e}", settings.profile_path().display()))),
+        Err(e) => Err(Failure::usage(format!("cannot remove {}: {e}", path.display()))),
     }
+}
+
+/// The profiles of a store directory: every name with a profile file or a token file, sorted.
+pub fn profiles_in_dir(dir: &Path) -> Result<BTreeSet<String>, Failure> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => {
+            return Err(Failure::usage(format!("cannot read the store directory {}: {e}", dir.display())));
+        }
+    };
+    let mut names = BTreeSet::new();
+    for entry in entries {
+        let entry = entry
+            .map_err(|e| Failure::usage(format!("cannot read the store directory {}: {e}", dir.display())))?;
+        let file = entry.file_name();
+        let Some(file) = file.to_str() else { continue };
+        let name = file.strip_suffix(".profile.json").or_else(|| file.strip_suffix(".tokens.json"));
+        if let Some(name) = name.filter(|n| valid_profile_name(n)) {
+            names.insert(name.to_owned());
+        }
+    }
+    Ok(names)
 }
 
 /// Creates the store directory (mode 0700 on Unix) when it is missing; refuses one that others can change.
@@ -462,14 +526,16 @@ fn secret_file_warning(path: &Path, mode: u32) -> Option<String> {
 /// The token store `login` uses: see [`Settings::login_store`]. Its `save` replaces the file whatever it
 /// held.
 #[derive(Debug)]
-pub struct LoginStore(FileStore);
+pub struct LoginStore(Tokens);
 
 impl TokenStore for LoginStore {
     fn load(&self) -> Result<Option<TokenSet>, StoreError> {
         match self.0.load() {
-            // Tokens of another login, or a file that holds none (`login` warned about it): the new
-            // login replaces them.
-            Err(StoreError::IssuedToAnother { .. } | StoreError::Corrupt { .. }) => Ok(None),
+            // Tokens of another login, a file that holds none, tokens this store key cannot decrypt
+            // (`login` warned about it): the new login replaces them.
+            Err(
+                StoreError::IssuedToAnother { .. } | StoreError::Corrupt { .. } | StoreError::Decrypt { .. },
+            ) => Ok(None),
             other => other,
         }
     }

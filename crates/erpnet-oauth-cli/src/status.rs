@@ -7,7 +7,8 @@ use crate::commands::{json_line, print_line};
 use crate::errors::failure;
 use crate::exit::Failure;
 use crate::saved_secret::SecretPlace;
-use crate::settings::{self, Settings, same_instance};
+use crate::settings::{Settings, same_instance};
+use crate::store::Store;
 use crate::time::rfc3339;
 use erpnet_oauth_core::id_token::UnverifiedClaims;
 use erpnet_oauth_core::{Error, IssuedTo, StoreError, StoreFile, escape};
@@ -40,16 +41,15 @@ pub fn run(
 /// `status --all`: each profile judged by its own saved settings (the flags and environment variables that
 /// name a login are not compared with each); exit 0 whatever their state.
 fn run_all(global: &Global, env: impl Fn(&str) -> Option<String>, json: bool) -> Result<(), Failure> {
-    let dir = settings::store_dir(global, &env)?;
+    let store = Store::resolve(global, &env)?;
     let mut reports = Vec::new();
-    for name in profiles_in(&dir)? {
+    for name in store.profiles()? {
         let mut one = global.clone();
         one.profile = name.clone();
-        one.store = Some(dir.clone());
         (one.instance, one.client_id, one.redirect_uri, one.scope, one.client_secret_file) =
             (None, None, None, None, None);
-        let report = Settings::resolve(&one, |k| (k != "ERPNET_CLIENT_SECRET").then(|| env(k)).flatten())
-            .and_then(|s| Report::of(&s, false));
+        let env = |k: &str| (k != "ERPNET_CLIENT_SECRET").then(|| env(k)).flatten();
+        let report = Settings::resolve_in(&one, env, store.clone()).and_then(|s| Report::of(&s, false));
         match report {
             Ok(report) => reports.push(report),
             // One broken profile does not hide the others.
@@ -60,35 +60,12 @@ fn run_all(global: &Global, env: impl Fn(&str) -> Option<String>, json: bool) ->
         let array = serde_json::Value::Array(reports.iter().map(Report::json).collect());
         print_line(&json_line(&array))
     } else if reports.is_empty() {
-        eprintln!("No profiles in {}: run `erpnet-oauth login`", dir.display());
+        eprintln!("No profiles in {}: run `erpnet-oauth login`", store.describe());
         Ok(())
     } else {
         let blocks: Vec<String> = reports.iter().map(Report::human).collect();
         print_line(&blocks.join("\n\n"))
     }
-}
-
-/// The profiles of a store directory: every name with a profile file or a token file, sorted.
-fn profiles_in(dir: &std::path::Path) -> Result<BTreeSet<String>, Failure> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
-        Err(e) => {
-            return Err(Failure::usage(format!("cannot read the store directory {}: {e}", dir.display())));
-        }
-    };
-    let mut names = BTreeSet::new();
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| Failure::usage(format!("cannot read the store directory {}: {e}", dir.display())))?;
-        let file = entry.file_name();
-        let Some(file) = file.to_str() else { continue };
-        let name = file.strip_suffix(".profile.json").or_else(|| file.strip_suffix(".tokens.json"));
-        if let Some(name) = name.filter(|n| settings::valid_profile_name(n)) {
-            names.insert(name.to_owned());
-        }
-    }
-    Ok(names)
 }
 
 /// A setting given by a flag or an environment variable that differs from the stored login's.
@@ -146,9 +123,10 @@ impl Report {
         let has_refresh_token = tokens.is_some_and(|t| t.refresh_token.is_some());
         let secret_file = settings.saved_secret.file();
         // Where the secret is, as the profile records it (a file that is gone is not there).
-        let secret = saved
-            .and_then(|s| s.secret)
-            .filter(|place| *place != SecretPlace::File || std::fs::symlink_metadata(&secret_file).is_ok());
+        let secret = match saved.and_then(|s| s.secret) {
+            Some(place) if settings.saved_secret.present(place)? => Some(place),
+            _ => None,
+        };
 
         let mut mismatches = Vec::new();
         if compare {
@@ -259,6 +237,7 @@ impl Report {
             match self.secret {
                 Some(SecretPlace::Keyring) => "saved in the OS keyring".to_owned(),
                 Some(SecretPlace::File) => format!("saved in {}", self.secret_file),
+                Some(SecretPlace::Redis) => "saved in the Redis store, encrypted".to_owned(),
                 None if self.confidential => {
                     "not saved: pass --client-secret-file PATH or set ERPNET_CLIENT_SECRET".to_owned()
                 }
@@ -333,16 +312,11 @@ fn problem(
     None
 }
 
-/// The profile's token file, unbound (the report judges whom it was issued to); `None` when there is none.
-/// A file that cannot be read or holds no tokens is an error, as for every other command.
+/// The profile's stored tokens, unbound (the report judges whom they were issued to); `None` when there
+/// are none. A store that cannot be read or holds no tokens is an error, as for every other command.
 fn read_token_file(settings: &Settings) -> Result<Option<StoreFile>, Failure> {
-    let path = settings.token_path();
-    let bytes = match erpnet_oauth_store::read_private_file(&path) {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(failure(Error::Store(e))),
-    };
-    StoreFile::from_bytes(&bytes)
-        .map(Some)
-        .map_err(|e| failure(Error::Store(StoreError::Corrupt { path, reason: e.to_string() })))
+    settings
+        .store
+        .token_record(&settings.profile, settings.issued_to().as_ref())
+        .map_err(|e| failure(Error::Store(e)))
 }

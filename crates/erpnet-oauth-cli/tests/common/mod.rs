@@ -48,6 +48,7 @@ const CLI_ENV: &[&str] = &[
     "ERPNET_REDIRECT_URI",
     "ERPNET_SCOPE",
     "ERPNET_OAUTH_STORE",
+    "ERPNET_OAUTH_STORE_KEY_FILE",
     "ERPNET_PROFILE",
 ];
 
