@@ -35,6 +35,7 @@ const GLOBAL: &[&str] = &[
     "--redirect-uri",
     "--scope",
     "--store",
+    "--store-key-file",
     "--profile",
     "--timeout",
     "--allow-insecure-http",
@@ -65,12 +66,14 @@ fn own_options_first_then_the_global_ones() {
             "ERPNET_CLIENT_ID",
             "ERPNET_REDIRECT_URI",
             "ERPNET_SCOPE",
-            "ERPNET_OAUTH_STORE",
+            "ERPNET_OAUTH_STORE_KEY_FILE",
             "ERPNET_NO_DISCOVERY",
             "ERPNET_PROFILE",
         ] {
             assert!(text.contains(&format!("[env: {var}=]")), "{command}: {var}: {text}");
         }
+        // A Redis URL may hold a password: the variable is named, its value never shown.
+        assert!(text.contains("[env: ERPNET_OAUTH_STORE]"), "{command}: {text}");
     }
 }
 
