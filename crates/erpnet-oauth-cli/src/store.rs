@@ -12,7 +12,7 @@
 //! | `erpnet-oauth:cli:profile:NAME` | string | the profile's settings: the JSON of a store directory's `NAME.profile.json` (no secret, no token; no expiry) |
 //! | `erpnet-oauth:cli:tokens:NAME` | hash | the tokens, kept by `erpnet_oauth_redis::RedisStore` (fields `generation` and `tokens`; bound to the instance and client; encrypted with the store key when there is one; expires 30 days after the last save) |
 //! | `erpnet-oauth:cli:tokens:NAME:lock` | string | the refresh lock while a process holds it (its lease) |
-//! | `erpnet-oauth:cli:secret:NAME` | string | the client secret `login` saved: AES-256-GCM with the store key, never written without one |
+//! | `erpnet-oauth:cli:secret:NAME` | string | the client secret `login` saved: sealed with the store key in the tokens' format (`EncryptionKey::seal`, the key name as associated data), never written without one |
 //!
 //! The client secret never reaches Redis in clear: with a store key (`--store-key-file`) it is saved
 //! there encrypted, as the tokens are; without one it is not saved at all (`login` says so), because a
@@ -275,7 +275,9 @@ pub struct Redis {
     password: Option<String>,
     client: redis::Client,
     conn: RefCell<Option<redis::Connection>>,
-    key: Option<StoreKey>,
+    /// The store key: the token store's encryption key, and the saved secret's (sealed under its key
+    /// name, in the token store's format).
+    key: Option<EncryptionKey>,
     timeout: Duration,
     /// The token store (bound to a profile and a client for each use).
     tokens: RedisStore,
@@ -294,7 +296,7 @@ impl fmt::Debug for Redis {
 impl Redis {
     /// The Redis at `url`; `key` encrypts the tokens and the saved secret; `http_timeout` is `--timeout`,
     /// from which the lock's lease is set: long enough for a renewal's token and JWKS requests.
-    fn open(url: &str, key: Option<StoreKey>, http_timeout: Duration) -> Result<Redis, Failure> {
+    fn open(url: &str, key: Option<EncryptionKey>, http_timeout: Duration) -> Result<Redis, Failure> {
         let shown = redact(url);
         let password = password_of(url);
         let scrub = |text: String| scrub(&text, password.as_deref());
@@ -309,7 +311,7 @@ impl Redis {
             .and_then(|s| s.timeout(timeout))
             .map_err(|e| invalid(e.to_string()))?;
         if let Some(key) = &key {
-            tokens = tokens.encryption_key(key.tokens.clone());
+            tokens = tokens.encryption_key(key.clone());
         }
         Ok(Redis { shown, password, client, conn: RefCell::new(None), key, timeout, tokens })
     }
@@ -410,7 +412,9 @@ impl Redis {
             ));
         };
         let name = Self::secret_key(profile);
-        let sealed = key.seal(&name, secret.secret().as_bytes())?;
+        let sealed = key
+            .seal(&name, secret.secret().as_bytes())
+            .map_err(|e| Failure::usage(format!("saving the client secret: {e}")))?;
         self.with("saving the client secret", |c| redis::cmd("SET").arg(&name).arg(sealed).query::<()>(c))
     }
 
@@ -429,7 +433,7 @@ impl Redis {
                 self.shown
             )));
         };
-        let plain = key.open(&name, &stored).ok_or_else(|| {
+        let plain = key.open(&name, &stored).map_err(|_| {
             Failure::usage(format!(
                 "the client secret saved in {} (key {name}) could not be decrypted: the store key \
                  (--store-key-file) is not the one it was saved with, or the value was changed; pass the right \
@@ -459,62 +463,9 @@ impl Redis {
     }
 }
 
-/// The 32-byte store key: the token store's encryption key, and the same key for the saved secret.
-struct StoreKey {
-    tokens: EncryptionKey,
-    aead: ring::aead::LessSafeKey,
-}
-
-/// The version byte of an encrypted secret (the token store's format: `0x01 ‖ nonce ‖ ciphertext ‖ tag`,
-/// the key name as associated data, so a value copied under another key does not decrypt).
-const SEALED: u8 = 1;
-
-impl StoreKey {
-    fn new(bytes: &[u8]) -> Option<StoreKey> {
-        let tokens = EncryptionKey::from_slice(bytes).ok()?;
-        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, bytes).ok()?;
-        Some(StoreKey { tokens, aead: ring::aead::LessSafeKey::new(unbound) })
-    }
-
-    fn seal(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>, Failure> {
-        use ring::aead::{Aad, NONCE_LEN, Nonce};
-        use ring::rand::SecureRandom as _;
-        let mut nonce = [0u8; NONCE_LEN];
-        ring::rand::SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| Failure::usage("the OS random source failed"))?;
-        let mut sealed = plain.to_vec();
-        self.aead
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(name.as_bytes()),
-                &mut sealed,
-            )
-            .map_err(|_| Failure::usage("encrypting the client secret failed"))?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(SEALED);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
-    }
-
-    fn open(&self, name: &str, stored: &[u8]) -> Option<Vec<u8>> {
-        use ring::aead::{Aad, NONCE_LEN, Nonce};
-        let (&version, rest) = stored.split_first()?;
-        if version != SEALED || rest.len() < NONCE_LEN {
-            return None;
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut in_out = sealed.to_vec();
-        let plain = self.aead.open_in_place(nonce, Aad::from(name.as_bytes()), &mut in_out).ok()?;
-        Some(plain.to_vec())
-    }
-}
-
 /// Reads the store key: 32 bytes in base64 (`head -c 32 /dev/urandom | base64`), with a warning when
 /// other users may read the file. No message ever shows what the file holds.
-fn read_key_file(path: &Path) -> Result<StoreKey, Failure> {
+fn read_key_file(path: &Path) -> Result<EncryptionKey, Failure> {
     use base64::Engine as _;
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::usage(format!("cannot read the store key file {}: {e}", path.display())))?;
@@ -546,7 +497,7 @@ fn read_key_file(path: &Path) -> Result<StoreKey, Failure> {
             );
         }
     }
-    StoreKey::new(&raw).ok_or_else(bad)
+    EncryptionKey::from_slice(&raw).map_err(|_| bad())
 }
 
 /// `url` with its password (`redis://user:PASSWORD@host`, or `?pass=` of a `redis+unix://` URL) replaced
@@ -761,17 +712,5 @@ mod tests {
         assert_eq!(failure(persist()).code, Code::Network);
         SAVE_FAILED_RETRYABLY.store(false, Ordering::SeqCst);
         assert_eq!(failure(persist()).code, Code::Usage);
-    }
-
-    #[test]
-    fn a_sealed_secret_opens_with_its_key_and_name_only() {
-        let key = StoreKey::new(&[7; 32]).unwrap();
-        let sealed = key.seal("erpnet-oauth:cli:secret:a", b"s3cret").unwrap();
-        assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
-        assert_eq!(key.open("erpnet-oauth:cli:secret:a", &sealed).as_deref(), Some(&b"s3cret"[..]));
-        assert_eq!(key.open("erpnet-oauth:cli:secret:b", &sealed), None, "moved to another profile");
-        assert_eq!(StoreKey::new(&[8; 32]).unwrap().open("erpnet-oauth:cli:secret:a", &sealed), None);
-        assert_eq!(key.open("erpnet-oauth:cli:secret:a", b"s3cret"), None, "plain text is refused");
-        assert!(StoreKey::new(&[0; 16]).is_none());
     }
 }

@@ -244,13 +244,13 @@ impl Settings {
         let bytes = file.to_bytes().map_err(|e| StoreError::Other(e.to_string()))?;
         match &self.encryption {
             None => Ok(bytes),
-            Some(key) => crypto::seal(key, &self.keys.tokens, &bytes).map_err(StoreError::Other),
+            Some(key) => key.seal(&self.keys.tokens, &bytes).map_err(|e| StoreError::Other(e.to_string())),
         }
     }
 
     /// The tokens in `stored`: decrypted, parsed and checked against the client the store is bound to.
     pub(crate) fn decode(&self, stored: &[u8]) -> Result<TokenSet, StoreError> {
-        let plain = crypto::open(self.encryption.as_ref(), &self.keys.tokens, stored)
+        let plain = crypto::open_tokens(self.encryption.as_ref(), &self.keys.tokens, stored)
             .map_err(|e| StoreError::Decrypt { store: self.name(), reason: e.to_string() })?;
         let file = StoreFile::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
             path: PathBuf::from(&self.keys.tokens),

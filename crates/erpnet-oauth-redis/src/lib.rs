@@ -99,6 +99,10 @@
 //! [`StoreError::Decrypt`], never garbage. `Debug` never shows the key. Rotating the key means logging in
 //! again (or re-saving the tokens through a store with the new key after reading them with the old).
 //!
+//! The same format is there for the application's own values (a client secret kept next to the
+//! tokens, as the `erpnet-oauth` command does): [`EncryptionKey::seal`] and [`EncryptionKey::open`],
+//! with the name the value is stored under as the associated data.
+//!
 //! # Expiry
 //!
 //! Each save sets the token key's TTL ([`RedisStore::ttl`], default 30 days: ERP.net's refresh token
@@ -150,7 +154,7 @@ pub use blocking::RedisStore;
 pub use common::{
     ConfigError, DEFAULT_LEASE, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_LEASE, MIN_LEASE, redact_url,
 };
-pub use crypto::{EncryptionKey, InvalidKeyLength};
+pub use crypto::{DecryptError, EncryptionKey, InvalidKeyLength, SealError};
 pub use erpnet_oauth_core::store::{StoreError, StoreLock};
 pub use keys::{DEFAULT_PREFIX, InvalidLoginId, LoginId, MAX_LOGIN_ID_LEN, MAX_PREFIX_LEN};
 
