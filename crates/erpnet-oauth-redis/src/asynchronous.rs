@@ -48,7 +48,7 @@ impl Clone for AsyncRedisStore {
 impl fmt::Debug for AsyncRedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRedisStore")
-            .field("url", &self.settings.url)
+            .field("url", &self.settings.url.as_str())
             .field("key", &self.settings.keys.tokens)
             .field("issued_to", &self.settings.issued_to)
             .field("encrypted", &self.settings.encryption.is_some())

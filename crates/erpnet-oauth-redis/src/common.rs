@@ -2,6 +2,7 @@
 
 use crate::crypto::{self, EncryptionKey};
 use crate::keys::{self, InvalidLoginId, Keys, LoginId};
+use crate::redact::RedactedUrl;
 use erpnet_oauth_core::store::{IssuedTo, StoreError, StoreFile};
 use erpnet_oauth_core::{ClientConfig, TokenSet};
 use std::path::PathBuf;
@@ -44,29 +45,11 @@ pub enum ConfigError {
     Duration(String),
 }
 
-/// `url` with its password replaced by `[redacted]` (and unreadable URLs reduced to their scheme).
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("[redacted]"));
-            }
-            parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
-        }
-        Err(_) => match url.split_once("://") {
-            Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => {
-                format!("{scheme}://[unreadable]")
-            }
-            _ => "[unreadable URL]".to_owned(),
-        },
-    }
-}
-
 /// The settings of one store, shared by its clones.
 #[derive(Clone)]
 pub(crate) struct Settings {
-    pub(crate) url: String,
-    pub(crate) password: Option<String>,
+    /// The URL (password redacted), and its password to scrub from errors.
+    pub(crate) url: RedactedUrl,
     pub(crate) prefix: String,
     pub(crate) login: LoginId,
     pub(crate) keys: Keys,
@@ -80,7 +63,8 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn new(url: &str, login: LoginId) -> Result<(Settings, redis::Client), ConfigError> {
-        let redacted = redact_url(url);
+        let shown = RedactedUrl::new(url);
+        let redacted = shown.to_string();
         let parsed = url::Url::parse(url)
             .map_err(|e| ConfigError::Url { url: redacted.clone(), reason: e.to_string() })?;
         match parsed.scheme() {
@@ -107,17 +91,13 @@ impl Settings {
             // Only when the application installed no provider of its own.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let password = parsed.password().map(percent_decode);
-        let client = redis::Client::open(url).map_err(|e| ConfigError::Url {
-            url: redacted.clone(),
-            reason: scrub(&e.to_string(), password.as_deref()),
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| ConfigError::Url { url: redacted.clone(), reason: shown.scrub(&e.to_string()) })?;
         let prefix = keys::DEFAULT_PREFIX.to_owned();
         let keys = Keys::new(&prefix, &login);
         Ok((
             Settings {
-                url: redacted,
-                password,
+                url: shown,
                 prefix,
                 login,
                 keys,
@@ -193,7 +173,7 @@ impl Settings {
     /// A Redis error as a store error, with the password scrubbed from its text.
     pub(crate) fn error(&self, e: &redis::RedisError, doing: &str) -> StoreError {
         use redis::{ErrorKind, ServerErrorKind};
-        let reason = format!("{doing}: {}", scrub(&e.to_string(), self.password.as_deref()));
+        let reason = format!("{doing}: {}", self.url.scrub(&e.to_string()));
         let reason = erpnet_oauth_core::escape(&reason).into_owned();
         let transient_server =
             matches!(
@@ -221,7 +201,9 @@ impl Settings {
         // whose source redis-rs keeps out of reach: told by its text, on a rediss:// URL only. Not a passing
         // trouble.
         let text = e.to_string().to_ascii_lowercase();
-        if self.url.starts_with("rediss://") && (text.contains("certificate") || text.contains("handshake")) {
+        if self.url.as_str().starts_with("rediss://")
+            && (text.contains("certificate") || text.contains("handshake"))
+        {
             return StoreError::Other(format!(
                 "the token store {} could not be used over TLS ({reason})",
                 self.name()
@@ -268,36 +250,6 @@ impl Settings {
 
     pub(crate) fn bind(&mut self, client: &ClientConfig) {
         self.issued_to = Some(IssuedTo::of(client));
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes.get(i), bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
-        {
-            (Some(b'%'), Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (Some(&b), _, _) => {
-                out.push(b);
-                i += 1;
-            }
-            (None, _, _) => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `text` with every occurrence of `password` replaced.
-pub(crate) fn scrub(text: &str, password: Option<&str>) -> String {
-    match password {
-        Some(p) if !p.is_empty() => text.replace(p, "[redacted]"),
-        _ => text.to_owned(),
     }
 }
 
@@ -431,17 +383,6 @@ pub(crate) fn expected(held: Option<&Held>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact_url("redis://:s3cret@host:6379/0"), "redis://:[redacted]@host:6379/0");
-        assert_eq!(redact_url("redis://user:s3cret@host/"), "redis://user:[redacted]@host/");
-        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
-        assert_eq!(redact_url("redis://:pa ss@ho st"), "redis://[unreadable]");
-        assert_eq!(redact_url("no url at all s3cret"), "[unreadable URL]");
-        assert_eq!(scrub("WRONGPASS s3cret", Some("s3cret")), "WRONGPASS [redacted]");
-        assert_eq!(percent_decode("a%40b%zz"), "a@b%zz");
-    }
 
     #[test]
     fn the_backoff_is_bounded() {

@@ -88,7 +88,9 @@
 //! `erpnet_oauth_core::Error::is_retryable`). Then no refresh is sent (the lock could not be taken),
 //! calls whose access token is still valid go on from memory, and nothing already stored is touched.
 //! Connections are made again on the next call. No message shows the URL's password: URLs are shown as
-//! `redis://:[redacted]@host:port/db`.
+//! `redis://:[redacted]@host:port/db` (a Unix socket's `redis+unix:///path?pass=...` as
+//! `pass=[redacted]`), and the password is scrubbed from the texts of Redis's errors ([`RedactedUrl`]
+//! does the same for an application's own messages).
 //!
 //! # Encryption at rest
 //!
@@ -143,6 +145,7 @@ mod blocking;
 mod common;
 mod crypto;
 mod keys;
+mod redact;
 /// Test support (feature `test-util`): a real redis-server for tests. Never in production.
 #[cfg(feature = "test-util")]
 pub mod test_util;
@@ -151,12 +154,11 @@ pub mod test_util;
 pub use asynchronous::AsyncRedisStore;
 #[cfg(feature = "blocking")]
 pub use blocking::RedisStore;
-pub use common::{
-    ConfigError, DEFAULT_LEASE, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_LEASE, MIN_LEASE, redact_url,
-};
+pub use common::{ConfigError, DEFAULT_LEASE, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_LEASE, MIN_LEASE};
 pub use crypto::{DecryptError, EncryptionKey, InvalidKeyLength, SealError};
 pub use erpnet_oauth_core::store::{StoreError, StoreLock};
 pub use keys::{DEFAULT_PREFIX, InvalidLoginId, LoginId, MAX_LOGIN_ID_LEN, MAX_PREFIX_LEN};
+pub use redact::{RedactedUrl, redact_url};
 
 /// The README's example, run as a doctest.
 #[cfg(all(doctest, feature = "blocking"))]
