@@ -186,6 +186,19 @@ impl Settings {
                         | ServerErrorKind::ReadOnly
                 )
             ) || matches!(e.code(), Some("LOADING" | "BUSY" | "MISCONF" | "OOM" | "MASTERDOWN" | "READONLY"));
+        // Redis refused this client: a wrong password (AUTH answered WRONGPASS), none where one is required
+        // (NOAUTH), or an ACL that forbids a command this store runs (NOPERM). Configuration, not a passing
+        // trouble: retrying changes nothing.
+        let refused =
+            matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm))
+                || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+        if refused {
+            return StoreError::Other(format!(
+                "the token store {} refused this client ({reason}): check the user and password in the URL and \
+                 the server's ACL",
+                self.name()
+            ));
+        }
         if e.code() == Some("WRONGTYPE") {
             return StoreError::Corrupt {
                 path: PathBuf::from(&self.keys.tokens),
@@ -210,11 +223,12 @@ impl Settings {
             ));
         }
         match e.kind() {
-            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
-                StoreError::Other(format!("the token store {} refused this client ({reason})", self.name()))
-            }
+            ErrorKind::InvalidClientConfig => StoreError::Other(format!(
+                "the token store {} cannot be used with this configuration ({reason})",
+                self.name()
+            )),
             _ if lost || transient_server => StoreError::Unavailable { store: self.name(), reason },
-            // NOPERM, NOAUTH, a script error, an unexpected answer: not a passing trouble.
+            // A script error, an unexpected answer: not a passing trouble.
             _ => StoreError::Other(format!("the token store {} failed ({reason})", self.name())),
         }
     }

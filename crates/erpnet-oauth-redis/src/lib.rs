@@ -92,6 +92,12 @@
 //! `pass=[redacted]`), and the password is scrubbed from the texts of Redis's errors ([`RedactedUrl`]
 //! does the same for an application's own messages).
 //!
+//! A Redis that **refuses** this client is not unreachable: a wrong password (`WRONGPASS`), none where
+//! one is required (`NOAUTH`), or an ACL that forbids a command the store runs (`NOPERM`; the store needs
+//! the commands listed under "Redis settings required", scripts included) is `StoreError::Other`, not
+//! retryable, saying "refused this client" and to check the user and password in the URL and the
+//! server's ACL. So is a URL the `redis` crate cannot use.
+//!
 //! # Encryption at rest
 //!
 //! Optional ([`RedisStore::encryption_key`]): AES-256-GCM (ring) with a 32-byte key of the
