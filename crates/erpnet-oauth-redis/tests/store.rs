@@ -384,6 +384,27 @@ async fn an_async_store_refused_by_redis_has_a_configuration_error() {
 }
 
 #[test]
+fn a_unix_socket_with_its_password_in_the_query_never_shows_it() {
+    let redis = RedisServer::builder().password("sock-pass-Kq27").unix_socket().start();
+    let url = redis.unix_url().unwrap();
+    let socket = redis.socket().unwrap();
+    assert_eq!(url, format!("redis+unix://{}?pass=sock-pass-Kq27", socket.display()));
+    let store = RedisStore::open(&url, "alice").unwrap();
+    assert!(!format!("{store:?}").contains("sock-pass"), "{store:?}");
+    store.save(&tokens(1)).unwrap();
+    assert_eq!(store.load().unwrap(), Some(tokens(1)));
+    assert_eq!(redis.command(&["HEXISTS", store.key(), "tokens"]), ":1", "through the socket");
+    let wrong = format!("redis+unix://{}?db=0&pass=sock-pass-Kq27-wrong", socket.display());
+    let e = RedisStore::open(&wrong, "alice").unwrap().load().unwrap_err();
+    assert_refused(&e, "sock-pass-Kq27");
+    assert!(e.to_string().contains("?db=0&pass=[redacted]"), "{e}");
+    drop(redis);
+    let e = store.load().unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+    assert!(!e.to_string().contains("sock-pass") && e.to_string().contains("pass=[redacted]"), "{e}");
+}
+
+#[test]
 fn a_redis_restart_heals_the_pooled_connections() {
     let mut redis = RedisServer::start_with(common::redis_server::Persistence::AofAlways);
     let store = RedisStore::open(&redis.url(), "alice").unwrap();
