@@ -325,14 +325,23 @@ pub(crate) fn backoff(attempt: u32, pttl_ms: i64) -> Duration {
 
 /// Takes the lock (`SET lock owner NX PX lease`) and reads the generation of the tokens in one step.
 /// Returns `{1, generation}` or `{0, the lock's remaining lease in ms}`.
+///
+/// Idempotent for one owner value: an attempt that finds the lock already held by its own owner (a
+/// retry whose first attempt was carried out but whose answer was lost with the connection) holds it,
+/// with its lease started again. No other owner ever has this 128-bit random value.
 pub(crate) const LOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, tonumber(redis.call('HGET', KEYS[2], 'generation')) or 0}
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, tonumber(redis.call('HGET', KEYS[2], 'generation')) or 0}
 end
 return {0, redis.call('PTTL', KEYS[1])}
 ";
 
-/// Deletes the lock if this owner still holds it (compare-and-delete). Returns 1 when deleted.
+/// Deletes the lock if this owner still holds it (compare-and-delete). Returns 1 when deleted. Run twice,
+/// the second run finds nothing of this owner's and deletes nothing.
 pub(crate) const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -342,9 +351,20 @@ return 0
 
 /// Stores the tokens if the generation is still the expected one (`ARGV[1]`, or any when empty), as
 /// generation + 1, and sets the key's TTL. Returns `{1, new generation}` or `{0, current generation}`.
+///
+/// Idempotent: when the generation is already expected + 1 and the stored value is byte for byte this
+/// one, the save is taken as done (`{1, generation}`) rather than fenced. That is this save's own first
+/// attempt, carried out but its answer lost with the connection (a retry after Redis restarted), or
+/// another holder that stored exactly the same bytes (encrypted values never repeat: each has a fresh
+/// nonce); either way what is stored is what this save meant to store. Any other value at expected + 1,
+/// or a generation further on, is still fenced. Without the lock (`ARGV[1]` empty), a retry writes the
+/// same value once more, as generation + 2.
 pub(crate) const SAVE: &str = r"
 local g = tonumber(redis.call('HGET', KEYS[1], 'generation')) or 0
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= g then
+  if g == tonumber(ARGV[1]) + 1 and redis.call('HGET', KEYS[1], 'tokens') == ARGV[2] then
+    return {1, g}
+  end
   return {0, g}
 end
 g = g + 1
@@ -355,9 +375,15 @@ return {1, g}
 
 /// Deletes the tokens under the same condition, keeping the generation (a tombstone with the TTL), so
 /// that a holder fenced before the delete stays fenced after it. Returns as [`SAVE`].
+///
+/// Idempotent as [`SAVE`]: when the generation is already expected + 1 and no tokens are stored (this
+/// delete's own first attempt was carried out, or another holder deleted them), it is taken as done.
 pub(crate) const CLEAR: &str = r"
 local g = tonumber(redis.call('HGET', KEYS[1], 'generation')) or 0
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= g then
+  if g == tonumber(ARGV[1]) + 1 and redis.call('HEXISTS', KEYS[1], 'tokens') == 0 then
+    return {1, g}
+  end
   return {0, g}
 end
 if g == 0 and redis.call('EXISTS', KEYS[1]) == 0 then
@@ -389,6 +415,17 @@ impl Scripts {
     }
 }
 
+/// Whether a call failed because its connection was dropped (Redis restarted, or closed an idle
+/// connection): closed, reset, refused or ended (EOF). Not a timeout (the command may still be carried
+/// out), not an answer of the server. A call on a cached connection that failed so is run once more on a
+/// new connection: every call of the stores is safe to run twice (reads; [`LOCK`] for one owner;
+/// [`UNLOCK`]; [`SAVE`] and [`CLEAR`]).
+pub(crate) fn dropped(e: &redis::RedisError) -> bool {
+    !e.is_timeout()
+        && !matches!(e.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension)
+        && (e.is_connection_dropped() || e.is_connection_refusal())
+}
+
 /// The expected generation argument of [`SAVE`] and [`CLEAR`].
 pub(crate) fn expected(held: Option<&Held>) -> String {
     held.map(|h| h.generation.to_string()).unwrap_or_default()
@@ -397,6 +434,57 @@ pub(crate) fn expected(held: Option<&Held>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each script run twice (a retry after a dropped connection whose first attempt was carried out)
+    /// ends as run once, and fencing still holds for anything else. Against a real redis-server
+    /// (`test_util`, enabled for the tests by the dev-dependency on this crate itself).
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn the_scripts_are_safe_to_run_twice() {
+        let server = crate::test_util::RedisServer::start();
+        let mut c = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+        let s = Scripts::new();
+        let lock = |c: &mut redis::Connection, owner: &str| -> (i64, i64) {
+            s.lock.key("p:a:lock").key("p:a").arg(owner).arg(60_000).invoke(c).unwrap()
+        };
+        assert_eq!(lock(&mut c, "o1"), (1, 0));
+        let _: () = redis::cmd("PEXPIRE").arg("p:a:lock").arg(1000).query(&mut c).unwrap();
+        assert_eq!(lock(&mut c, "o1"), (1, 0), "its own owner holds it");
+        let pttl: i64 = redis::cmd("PTTL").arg("p:a:lock").query(&mut c).unwrap();
+        assert!(pttl > 50_000, "with its lease started again: {pttl}");
+        assert_eq!(lock(&mut c, "o2").0, 0, "another owner does not");
+
+        let save = |c: &mut redis::Connection, expected: &str, value: &str| -> (i64, i64) {
+            s.save.key("p:a").arg(expected).arg(value).arg(60_000).invoke(c).unwrap()
+        };
+        assert_eq!(save(&mut c, "0", "v1"), (1, 1));
+        assert_eq!(save(&mut c, "0", "v1"), (1, 1), "a retry of a save carried out: done, not fenced");
+        assert_eq!(save(&mut c, "0", "v2"), (0, 1), "another value at expected + 1: fenced");
+        assert_eq!(save(&mut c, "1", "v2"), (1, 2));
+        assert_eq!(save(&mut c, "0", "v1"), (0, 2), "two generations on: fenced");
+        assert_eq!(save(&mut c, "1", "v2"), (1, 2));
+        let stored: String = redis::cmd("HGET").arg("p:a").arg("tokens").query(&mut c).unwrap();
+        assert_eq!(stored, "v2");
+        assert_eq!(save(&mut c, "", "v3"), (1, 3), "without the lock");
+        assert_eq!(save(&mut c, "", "v3"), (1, 4), "run twice: the same value, once more");
+
+        let clear = |c: &mut redis::Connection, expected: &str| -> (i64, i64) {
+            s.clear.key("p:a").arg(expected).arg(60_000).invoke(c).unwrap()
+        };
+        assert_eq!(clear(&mut c, "3"), (0, 4), "fenced");
+        assert_eq!(clear(&mut c, "4"), (1, 5));
+        assert_eq!(clear(&mut c, "4"), (1, 5), "a retry of a delete carried out: done");
+        assert_eq!(save(&mut c, "4", "v3"), (0, 5), "a save of a holder from before the delete: fenced");
+        assert_eq!(save(&mut c, "5", "v6"), (1, 6));
+        assert_eq!(clear(&mut c, "4"), (0, 6), "tokens stored since: the delete is fenced");
+
+        let unlock = |c: &mut redis::Connection, owner: &str| -> i64 {
+            s.unlock.key("p:a:lock").arg(owner).invoke(c).unwrap()
+        };
+        assert_eq!(unlock(&mut c, "o2"), 0, "not its lock");
+        assert_eq!(unlock(&mut c, "o1"), 1);
+        assert_eq!(unlock(&mut c, "o1"), 0, "run twice: nothing more deleted");
+    }
 
     #[test]
     fn the_backoff_is_bounded() {
