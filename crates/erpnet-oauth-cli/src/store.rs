@@ -12,7 +12,7 @@
 //! | `erpnet-oauth:cli:profile:NAME` | string | the profile's settings: the JSON of a store directory's `NAME.profile.json` (no secret, no token; no expiry) |
 //! | `erpnet-oauth:cli:tokens:NAME` | hash | the tokens, kept by `erpnet_oauth_redis::RedisStore` (fields `generation` and `tokens`; bound to the instance and client; encrypted with the store key when there is one; expires 30 days after the last save) |
 //! | `erpnet-oauth:cli:tokens:NAME:lock` | string | the refresh lock while a process holds it (its lease) |
-//! | `erpnet-oauth:cli:secret:NAME` | string | the client secret `login` saved: AES-256-GCM with the store key, never written without one |
+//! | `erpnet-oauth:cli:secret:NAME` | string | the client secret `login` saved: sealed with the store key in the tokens' format (`EncryptionKey::seal`, the key name as associated data), never written without one |
 //!
 //! The client secret never reaches Redis in clear: with a store key (`--store-key-file`) it is saved
 //! there encrypted, as the tokens are; without one it is not saved at all (`login` says so), because a
@@ -24,7 +24,7 @@ use crate::args::Global;
 use crate::exit::Failure;
 use crate::settings::{self, SavedProfile};
 use erpnet_oauth_core::{ClientConfig, ClientSecret, IssuedTo, StoreError, StoreFile, TokenSet};
-use erpnet_oauth_redis::{EncryptionKey, LoginId, MAX_LEASE, MIN_LEASE, RedisStore};
+use erpnet_oauth_redis::{EncryptionKey, LoginId, MAX_LEASE, MIN_LEASE, RedactedUrl, RedisStore, redact_url};
 use erpnet_oauth_ureq::{FileStore, StoreLock, TokenStore};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -63,7 +63,7 @@ impl Store {
             if !REDIS_SCHEMES.contains(&scheme.as_str()) {
                 return Err(Failure::usage(format!(
                     "--store {} is neither a directory nor a Redis URL (redis://, rediss:// or redis+unix://)",
-                    redact(url)
+                    redact_url(url)
                 )));
             }
             let key = global.store_key_file.as_deref().map(read_key_file).transpose()?;
@@ -83,7 +83,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Store::Dir(dir) => dir.display().to_string(),
-            Store::Redis(redis) => redis.shown.clone(),
+            Store::Redis(redis) => redis.url.to_string(),
         }
     }
 
@@ -101,7 +101,7 @@ impl Store {
                             Failure::usage(format!(
                                 "the profile `{profile}` in {} (key {key}) is not valid ({e}); delete the key \
                                  (redis-cli DEL {key}) and run `erpnet-oauth login`",
-                                redis.shown
+                                redis.url
                             ))
                         })
                     })
@@ -201,8 +201,7 @@ impl Store {
                         Some(client) => store.for_client(client),
                         None => store,
                     },
-                    password: redis.password.clone(),
-                    shown: redis.shown.clone(),
+                    shown: redis.url.to_string(),
                 }))
             }
         }
@@ -236,14 +235,14 @@ impl Store {
             }
             Store::Redis(redis) => {
                 let store = redis.tokens.for_login(login_id(profile));
-                let scrub = |e| scrub_store_error(e, redis.password.as_deref(), &redis.shown);
-                let Some(tokens) = store.load().map_err(scrub)? else { return Ok(None) };
+                let named = |e| name_corrupt(e, redis.url.as_str());
+                let Some(tokens) = store.load().map_err(named)? else { return Ok(None) };
                 let issued_to = match expected {
                     None => None,
                     Some(expected) => match store.bound_to(expected.clone()).load() {
                         Ok(_) => Some(expected.clone()),
                         Err(StoreError::IssuedToAnother { stored, .. }) => Some(stored),
-                        Err(e) => return Err(scrub(e)),
+                        Err(e) => return Err(named(e)),
                     },
                 };
                 Ok(Some(StoreFile { issued_to, tokens }))
@@ -269,13 +268,13 @@ fn login_id(profile: &str) -> LoginId {
 /// A Redis store: the URL (never shown: it may hold a password), one connection for the profiles and
 /// the saved secret, and the token store the sessions use.
 pub struct Redis {
-    /// The URL as messages show it: password redacted.
-    shown: String,
-    /// The password, to scrub from any error text.
-    password: Option<String>,
+    /// The URL as messages show it (password redacted), and its password to scrub from error texts.
+    url: RedactedUrl,
     client: redis::Client,
     conn: RefCell<Option<redis::Connection>>,
-    key: Option<StoreKey>,
+    /// The store key: the token store's encryption key, and the saved secret's (sealed under its key
+    /// name, in the token store's format).
+    key: Option<EncryptionKey>,
     timeout: Duration,
     /// The token store (bound to a profile and a client for each use).
     tokens: RedisStore,
@@ -284,7 +283,7 @@ pub struct Redis {
 impl fmt::Debug for Redis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Redis")
-            .field("url", &self.shown)
+            .field("url", &self.url.as_str())
             .field("encrypted", &self.key.is_some())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -294,12 +293,10 @@ impl fmt::Debug for Redis {
 impl Redis {
     /// The Redis at `url`; `key` encrypts the tokens and the saved secret; `http_timeout` is `--timeout`,
     /// from which the lock's lease is set: long enough for a renewal's token and JWKS requests.
-    fn open(url: &str, key: Option<StoreKey>, http_timeout: Duration) -> Result<Redis, Failure> {
-        let shown = redact(url);
-        let password = password_of(url);
-        let scrub = |text: String| scrub(&text, password.as_deref());
+    fn open(url: &str, key: Option<EncryptionKey>, http_timeout: Duration) -> Result<Redis, Failure> {
+        let shown = RedactedUrl::new(url);
         let invalid =
-            |reason: String| Failure::usage(format!("invalid Redis URL {shown}: {}", scrub(reason)));
+            |reason: String| Failure::usage(format!("invalid Redis URL {shown}: {}", shown.scrub(&reason)));
         let client = redis::Client::open(url).map_err(|e| invalid(e.to_string()))?;
         let timeout = http_timeout.min(REDIS_TIMEOUT);
         let lease = (http_timeout.saturating_mul(2) + Duration::from_secs(10)).clamp(MIN_LEASE, MAX_LEASE);
@@ -309,9 +306,9 @@ impl Redis {
             .and_then(|s| s.timeout(timeout))
             .map_err(|e| invalid(e.to_string()))?;
         if let Some(key) = &key {
-            tokens = tokens.encryption_key(key.tokens.clone());
+            tokens = tokens.encryption_key(key.clone());
         }
-        Ok(Redis { shown, password, client, conn: RefCell::new(None), key, timeout, tokens })
+        Ok(Redis { url: shown, client, conn: RefCell::new(None), key, timeout, tokens })
     }
 
     /// Whether a store key was given.
@@ -338,7 +335,7 @@ impl Redis {
             *slot = Some(conn);
         }
         let Some(conn) = slot.as_mut() else {
-            return Err(Failure::network(format!("the Redis store {} is unavailable", self.shown)));
+            return Err(Failure::network(format!("the Redis store {} is unavailable", self.url)));
         };
         f(conn).map_err(|e| {
             *slot = None;
@@ -371,7 +368,7 @@ impl Redis {
     /// never holds the password.
     fn failure(&self, e: &redis::RedisError, doing: &str) -> Failure {
         use redis::{ErrorKind, ServerErrorKind};
-        let reason = scrub(&e.to_string(), self.password.as_deref());
+        let reason = self.url.scrub(&e.to_string());
         let refused = matches!(
             e.kind(),
             ErrorKind::AuthenticationFailed
@@ -382,18 +379,18 @@ impl Redis {
             Failure::usage(format!(
                 "the Redis store {} refused this client ({doing}: {reason}): check the user and password in \
                  the URL and the server's ACL",
-                self.shown
+                self.url
             ))
         } else if e.code() == Some("WRONGTYPE") {
             Failure::usage(format!(
                 "the Redis store {} holds a key of another type where erpnet-oauth keeps its data ({doing}: \
                  {reason}); keys under {REDIS_PREFIX} are erpnet-oauth's",
-                self.shown
+                self.url
             ))
         } else {
             Failure::network(format!(
                 "the Redis store {} is unavailable ({doing}: {reason}); try again later",
-                self.shown
+                self.url
             ))
         }
     }
@@ -410,7 +407,9 @@ impl Redis {
             ));
         };
         let name = Self::secret_key(profile);
-        let sealed = key.seal(&name, secret.secret().as_bytes())?;
+        let sealed = key
+            .seal(&name, secret.secret().as_bytes())
+            .map_err(|e| Failure::usage(format!("saving the client secret: {e}")))?;
         self.with("saving the client secret", |c| redis::cmd("SET").arg(&name).arg(sealed).query::<()>(c))
     }
 
@@ -426,21 +425,21 @@ impl Redis {
                 "the client secret of the profile `{profile}` is saved encrypted in {}: pass \
                  --store-key-file PATH (or set ERPNET_OAUTH_STORE_KEY_FILE) with the store's key, or pass \
                  --client-secret-file PATH or set ERPNET_CLIENT_SECRET",
-                self.shown
+                self.url
             )));
         };
-        let plain = key.open(&name, &stored).ok_or_else(|| {
+        let plain = key.open(&name, &stored).map_err(|_| {
             Failure::usage(format!(
                 "the client secret saved in {} (key {name}) could not be decrypted: the store key \
                  (--store-key-file) is not the one it was saved with, or the value was changed; pass the right \
                  key, or log in again to replace it",
-                self.shown
+                self.url
             ))
         })?;
         let text = String::from_utf8(plain).ok().filter(|t| !t.is_empty()).ok_or_else(|| {
             Failure::usage(format!(
                 "the client secret saved in {} (key {name}) is not usable: log in again to replace it",
-                self.shown
+                self.url
             ))
         })?;
         Ok(Some(ClientSecret::new(text)))
@@ -459,62 +458,9 @@ impl Redis {
     }
 }
 
-/// The 32-byte store key: the token store's encryption key, and the same key for the saved secret.
-struct StoreKey {
-    tokens: EncryptionKey,
-    aead: ring::aead::LessSafeKey,
-}
-
-/// The version byte of an encrypted secret (the token store's format: `0x01 ‖ nonce ‖ ciphertext ‖ tag`,
-/// the key name as associated data, so a value copied under another key does not decrypt).
-const SEALED: u8 = 1;
-
-impl StoreKey {
-    fn new(bytes: &[u8]) -> Option<StoreKey> {
-        let tokens = EncryptionKey::from_slice(bytes).ok()?;
-        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, bytes).ok()?;
-        Some(StoreKey { tokens, aead: ring::aead::LessSafeKey::new(unbound) })
-    }
-
-    fn seal(&self, name: &str, plain: &[u8]) -> Result<Vec<u8>, Failure> {
-        use ring::aead::{Aad, NONCE_LEN, Nonce};
-        use ring::rand::SecureRandom as _;
-        let mut nonce = [0u8; NONCE_LEN];
-        ring::rand::SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| Failure::usage("the OS random source failed"))?;
-        let mut sealed = plain.to_vec();
-        self.aead
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(name.as_bytes()),
-                &mut sealed,
-            )
-            .map_err(|_| Failure::usage("encrypting the client secret failed"))?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-        out.push(SEALED);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
-    }
-
-    fn open(&self, name: &str, stored: &[u8]) -> Option<Vec<u8>> {
-        use ring::aead::{Aad, NONCE_LEN, Nonce};
-        let (&version, rest) = stored.split_first()?;
-        if version != SEALED || rest.len() < NONCE_LEN {
-            return None;
-        }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut in_out = sealed.to_vec();
-        let plain = self.aead.open_in_place(nonce, Aad::from(name.as_bytes()), &mut in_out).ok()?;
-        Some(plain.to_vec())
-    }
-}
-
 /// Reads the store key: 32 bytes in base64 (`head -c 32 /dev/urandom | base64`), with a warning when
 /// other users may read the file. No message ever shows what the file holds.
-fn read_key_file(path: &Path) -> Result<StoreKey, Failure> {
+fn read_key_file(path: &Path) -> Result<EncryptionKey, Failure> {
     use base64::Engine as _;
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::usage(format!("cannot read the store key file {}: {e}", path.display())))?;
@@ -546,67 +492,16 @@ fn read_key_file(path: &Path) -> Result<StoreKey, Failure> {
             );
         }
     }
-    StoreKey::new(&raw).ok_or_else(bad)
+    EncryptionKey::from_slice(&raw).map_err(|_| bad())
 }
 
-/// `url` with its password (`redis://user:PASSWORD@host`, or `?pass=` of a `redis+unix://` URL) replaced
-/// by `[redacted]`.
-pub fn redact(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else { return erpnet_oauth_redis::redact_url(url) };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("[redacted]"));
-    }
-    if parsed.query_pairs().any(|(k, _)| k == "pass") {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if k == "pass" { "[redacted]".to_owned() } else { v.into_owned() };
-                (k.into_owned(), v)
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
-}
-
-/// The password in `url`, as given and percent-decoded (each is scrubbed from error texts).
-fn password_of(url: &str) -> Option<String> {
-    let parsed = url::Url::parse(url).ok()?;
-    let from_query = parsed.query_pairs().find(|(k, _)| k == "pass").map(|(_, v)| v.into_owned());
-    parsed.password().map(str::to_owned).or(from_query).filter(|p| !p.is_empty())
-}
-
-/// `text` with `password` (as given, and percent-decoded) replaced by `[redacted]`.
-fn scrub(text: &str, password: Option<&str>) -> String {
-    let Some(password) = password else { return text.to_owned() };
-    let decoded = url::form_urlencoded::parse(format!("p={password}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default();
-    let mut text = text.replace(password, "[redacted]");
-    if !decoded.is_empty() {
-        text = text.replace(&decoded, "[redacted]");
-    }
-    text
-}
-
-/// A store error with the password scrubbed from its texts (the token store redacts the URL's password,
-/// but not a `redis+unix://` URL's `?pass=`), and corrupt tokens named by the store's URL (`shown`, the
-/// password redacted) and key, not by the key alone.
-fn scrub_store_error(e: StoreError, password: Option<&str>, shown: &str) -> StoreError {
-    let s = |t: String| scrub(&t, password);
+/// A store error with corrupt tokens named by the store's URL (`shown`, the password redacted) and key,
+/// not by the key alone. (The token store's errors hold no password: it scrubs them itself.)
+fn name_corrupt(e: StoreError, shown: &str) -> StoreError {
     match e {
-        StoreError::Corrupt { path, reason } => StoreError::Corrupt {
-            path: PathBuf::from(format!("{shown} key {}", path.display())),
-            reason: s(reason),
-        },
-        StoreError::Unavailable { store, reason } => {
-            StoreError::Unavailable { store: s(store), reason: s(reason) }
+        StoreError::Corrupt { path, reason } => {
+            StoreError::Corrupt { path: PathBuf::from(format!("{shown} key {}", path.display())), reason }
         }
-        StoreError::LockTimeout { store, waited } => StoreError::LockTimeout { store: s(store), waited },
-        StoreError::Fenced { store } => StoreError::Fenced { store: s(store) },
-        StoreError::Decrypt { store, reason } => StoreError::Decrypt { store: s(store), reason: s(reason) },
-        StoreError::Other(text) => StoreError::Other(s(text)),
         other => other,
     }
 }
@@ -628,22 +523,22 @@ pub enum Tokens {
     Redis(Box<RedisTokens>),
 }
 
-/// The Redis token store, its errors scrubbed of the password and failed saves recorded.
+/// The Redis token store, its corrupt tokens named by the URL and failed saves recorded.
 #[derive(Debug)]
 pub struct RedisTokens {
     store: RedisStore,
-    password: Option<String>,
+    /// The URL, password redacted.
     shown: String,
 }
 
 impl RedisTokens {
-    fn scrub(&self, e: StoreError) -> StoreError {
-        scrub_store_error(e, self.password.as_deref(), &self.shown)
+    fn named(&self, e: StoreError) -> StoreError {
+        name_corrupt(e, &self.shown)
     }
 
     fn written(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         SAVE_FAILED_RETRYABLY.store(result.as_ref().is_err_and(StoreError::is_retryable), Ordering::SeqCst);
-        result.map_err(|e| self.scrub(e))
+        result.map_err(|e| self.named(e))
     }
 }
 
@@ -651,7 +546,7 @@ impl TokenStore for Tokens {
     fn load(&self) -> Result<Option<TokenSet>, StoreError> {
         match self {
             Tokens::File(f) => f.load(),
-            Tokens::Redis(r) => r.store.load().map_err(|e| r.scrub(e)),
+            Tokens::Redis(r) => r.store.load().map_err(|e| r.named(e)),
         }
     }
     fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
@@ -669,7 +564,7 @@ impl TokenStore for Tokens {
     fn lock(&self) -> Result<StoreLock, StoreError> {
         match self {
             Tokens::File(f) => TokenStore::lock(f),
-            Tokens::Redis(r) => r.store.lock().map_err(|e| r.scrub(e)),
+            Tokens::Redis(r) => r.store.lock().map_err(|e| r.named(e)),
         }
     }
 }
@@ -679,23 +574,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_are_redacted_and_scrubbed() {
-        assert_eq!(redact("redis://:s3cret@host:6379/0"), "redis://:[redacted]@host:6379/0");
-        assert_eq!(redact("redis://u:s3cret@host/"), "redis://u:[redacted]@host/");
-        assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-        assert_eq!(
-            redact("redis+unix:///run/r.sock?db=1&pass=s3cret"),
-            "redis+unix:///run/r.sock?db=1&pass=[redacted]"
+    fn corrupt_tokens_are_named_by_the_store_url() {
+        let e = name_corrupt(
+            StoreError::Corrupt { path: PathBuf::from(TOKENS_PREFIX), reason: "x".into() },
+            "redis+unix:///s?pass=[redacted]",
         );
-        assert_eq!(password_of("redis+unix:///run/r.sock?pass=s%40cret"), Some("s@cret".to_owned()));
-        assert_eq!(password_of("redis://:p%40ss@h/"), Some("p%40ss".to_owned()));
-        assert_eq!(scrub("AUTH p@ss failed p%40ss", Some("p%40ss")), "AUTH [redacted] failed [redacted]");
-        let e = scrub_store_error(
-            StoreError::Unavailable { store: "x?pass=s3cret".into(), reason: "s3cret".into() },
-            Some("s3cret"),
-            "redis://h/",
+        assert!(
+            e.to_string().contains("redis+unix:///s?pass=[redacted] key erpnet-oauth:cli:tokens:"),
+            "{e}"
         );
-        assert!(!e.to_string().contains("s3cret"), "{e}");
+        let fenced = || StoreError::Fenced { store: "s".into() };
+        assert_eq!(name_corrupt(fenced(), "u").to_string(), fenced().to_string());
     }
 
     #[test]
@@ -732,6 +621,10 @@ mod tests {
         let store = Store::resolve(&global(&["--store", "redis://:pw@127.0.0.1:1/"]), &|_| None).unwrap();
         assert!(!format!("{store:?}").contains("pw@"), "{store:?}");
         assert_eq!(store.describe(), "redis://:[redacted]@127.0.0.1:1/");
+        let store = Store::resolve(&global(&["--store", "redis+unix:///run/r.sock?db=1&pass=pw"]), &|_| None)
+            .unwrap();
+        assert_eq!(store.describe(), "redis+unix:///run/r.sock?db=1&pass=[redacted]");
+        assert!(!format!("{store:?}").contains("pw"), "{store:?}");
     }
 
     #[test]
@@ -761,17 +654,5 @@ mod tests {
         assert_eq!(failure(persist()).code, Code::Network);
         SAVE_FAILED_RETRYABLY.store(false, Ordering::SeqCst);
         assert_eq!(failure(persist()).code, Code::Usage);
-    }
-
-    #[test]
-    fn a_sealed_secret_opens_with_its_key_and_name_only() {
-        let key = StoreKey::new(&[7; 32]).unwrap();
-        let sealed = key.seal("erpnet-oauth:cli:secret:a", b"s3cret").unwrap();
-        assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
-        assert_eq!(key.open("erpnet-oauth:cli:secret:a", &sealed).as_deref(), Some(&b"s3cret"[..]));
-        assert_eq!(key.open("erpnet-oauth:cli:secret:b", &sealed), None, "moved to another profile");
-        assert_eq!(StoreKey::new(&[8; 32]).unwrap().open("erpnet-oauth:cli:secret:a", &sealed), None);
-        assert_eq!(key.open("erpnet-oauth:cli:secret:a", b"s3cret"), None, "plain text is refused");
-        assert!(StoreKey::new(&[0; 16]).is_none());
     }
 }

@@ -320,11 +320,11 @@ fn a_lock_held_elsewhere_past_the_wait_is_exit_5_with_no_refresh_sent() {
 #[test]
 fn a_password_protected_redis_never_shows_its_password() {
     let h = Harness::new();
-    let redis = RedisServer::start();
     let password = "pw-Zq81xK-s3cret";
     h.secret(password);
-    assert_eq!(redis.command(&["CONFIG", "SET", "requirepass", password]), "+OK");
-    let url = format!("redis://:{password}@127.0.0.1:{}/", redis.port());
+    let redis = RedisServer::builder().password(password).start();
+    let url = redis.url_with_password();
+    assert_eq!(url, format!("redis://:{password}@127.0.0.1:{}/", redis.port()));
     let shown = format!("redis://:[redacted]@127.0.0.1:{}/", redis.port());
     let mut cmd =
         on(h.dir.path(), &url, &["--verbose", "--instance", &h.instance(), "--client-id", CLIENT_ID]);
@@ -664,56 +664,16 @@ fn status_all_lists_the_profiles_in_redis_and_tokens_of_another_login_are_refuse
     assert_eq!(h.mock().counters(), Default::default());
 }
 
-/// A redis-server on a Unix socket only (no TCP port), with a password, stopped by its pid when dropped.
-struct UnixRedis {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl UnixRedis {
-    fn start(password: &str) -> UnixRedis {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("redis.sock");
-        // As test_util::RedisServer finds it: $REDIS_SERVER, else on PATH.
-        let binary = std::env::var("REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(binary)
-            .args(["--port", "0", "--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .args(["--unixsocketperm", "700", "--requirepass", password, "--dir"])
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/install-redis.sh installs it)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(std::time::Instant::now() < deadline, "redis-server made no socket");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        UnixRedis { child, dir }
-    }
-
-    fn socket(&self) -> std::path::PathBuf {
-        self.dir.path().join("redis.sock")
-    }
-}
-
-impl Drop for UnixRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_unix_socket_url_works_and_its_query_password_is_never_shown() {
     let h = Harness::new();
     let password = "unix-pw-Kq27vB";
     h.secret(password);
-    let redis = UnixRedis::start(password);
-    let url = format!("redis+unix://{}?pass={password}", redis.socket().display());
-    let shown = format!("redis+unix://{}?pass=[redacted]", redis.socket().display());
+    let redis = RedisServer::builder().password(password).unix_socket().start();
+    let socket = redis.socket().unwrap();
+    let url = redis.unix_url().unwrap();
+    assert_eq!(url, format!("redis+unix://{}?pass={password}", socket.display()));
+    let shown = format!("redis+unix://{}?pass=[redacted]", socket.display());
     login(&h, h.dir.path(), &url, &["--client-id", PUBLIC_CLIENT_ID, "--verbose"], None);
     assert_eq!(
         cli_keys(&url),
@@ -723,7 +683,7 @@ fn a_unix_socket_url_works_and_its_query_password_is_never_shown() {
     let b = tempfile::tempdir().unwrap();
     h.run_token(on(b.path(), &url, &["token"])).assert_success();
     // A wrong password: refused, exit 2; Redis gone: exit 5. Neither message shows a password.
-    let wrong = format!("redis+unix://{}?pass={password}-wrong", redis.socket().display());
+    let wrong = format!("redis+unix://{}?pass={password}-wrong", socket.display());
     h.run(on(b.path(), &wrong, &["token"])).assert_only_error(2, &["refused this client", "pass=[redacted]"]);
     drop(redis);
     h.run(on(b.path(), &url, &["--verbose", "token"])).assert_only_error(5, &[&shown, "unavailable"]);

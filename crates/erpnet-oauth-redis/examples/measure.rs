@@ -7,8 +7,7 @@
 //! (The refresh grants per expiry come from the 4-process test:
 //! `cargo test -p erpnet-oauth-redis --test processes -- four_processes`.)
 
-#[path = "../tests/common/redis_server.rs"]
-mod redis_server;
+use erpnet_oauth_redis::test_util as redis_server;
 
 use erpnet_oauth_core::{AccessToken, RefreshToken, Scopes, TokenSet};
 use erpnet_oauth_redis::{AsyncRedisStore, EncryptionKey, RedisStore};

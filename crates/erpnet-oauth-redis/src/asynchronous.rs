@@ -22,7 +22,8 @@ struct Conn {
 /// login), and the same builder methods.
 ///
 /// Calls never block a runtime thread: they use one multiplexed connection (shared by clones and
-/// [`Self::for_login`] siblings, made again after a failure), every answer bounded by
+/// [`Self::for_login`] siblings, made again after a failure; a call on it that finds it dropped by Redis,
+/// a restart, runs once more on a new one: see the crate docs, "Redis restarted"), every answer bounded by
 /// [`Self::timeout`]; the lock is waited for with `tokio::time::sleep`. Dropping the [`StoreLock`]
 /// spawns the release (compare-and-delete) on the current runtime instead of waiting for it (outside a
 /// runtime, on a thread of its own); a release that fails, or that has not run when the process exits or
@@ -48,7 +49,7 @@ impl Clone for AsyncRedisStore {
 impl fmt::Debug for AsyncRedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsyncRedisStore")
-            .field("url", &self.settings.url)
+            .field("url", &self.settings.url.as_str())
             .field("key", &self.settings.keys.tokens)
             .field("issued_to", &self.settings.issued_to)
             .field("encrypted", &self.settings.encryption.is_some())
@@ -141,10 +142,11 @@ impl AsyncRedisStore {
         self.settings.issued_to.as_ref()
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, StoreError> {
+    /// The connection, and whether it was cached (not made just now).
+    async fn connection(&self) -> Result<(MultiplexedConnection, bool), StoreError> {
         let cached = self.conn.current.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if let Some(c) = cached {
-            return Ok(c);
+            return Ok((c, true));
         }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.settings.timeout))
@@ -156,26 +158,56 @@ impl AsyncRedisStore {
             .await
             .map_err(|e| self.settings.error(&e, "connecting"))?;
         *self.conn.current.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.clone());
-        Ok(c)
+        Ok((c, false))
+    }
+
+    /// Runs `cmd`; once more on a new connection when the cached one turns out dropped (Redis restarted,
+    /// or closed it: see `common::dropped`). Every call of this store is safe to run twice (see the crate
+    /// docs, "Redis restarted").
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, doing: &str) -> Result<T, StoreError> {
+        let (mut c, cached) = self.connection().await?;
+        let mut result = cmd.query_async(&mut c).await;
+        if cached && result.as_ref().is_err_and(common::dropped) {
+            self.forget();
+            let (mut c, _) = self.connection().await?;
+            result = cmd.query_async(&mut c).await;
+        }
+        result.map_err(|e| self.failed(&e, doing))
+    }
+
+    /// Runs a script, as [`Self::query`].
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+        doing: &str,
+    ) -> Result<T, StoreError> {
+        let (mut c, cached) = self.connection().await?;
+        let mut result = script.invoke_async(&mut c).await;
+        if cached && result.as_ref().is_err_and(common::dropped) {
+            self.forget();
+            let (mut c, _) = self.connection().await?;
+            result = script.invoke_async(&mut c).await;
+        }
+        result.map_err(|e| self.failed(&e, doing))
+    }
+
+    fn forget(&self) {
+        *self.conn.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// A failed call: the connection is made again next time unless the server answered.
     fn failed(&self, e: &redis::RedisError, doing: &str) -> StoreError {
         if !matches!(e.kind(), redis::ErrorKind::Server(_)) {
-            *self.conn.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
+            self.forget();
         }
         self.settings.error(e, doing)
     }
 
     /// As [`crate::RedisStore::load`].
     pub async fn load(&self) -> Result<Option<TokenSet>, StoreError> {
-        let mut c = self.connection().await?;
-        let stored: Option<Vec<u8>> = redis::cmd("HGET")
-            .arg(&self.settings.keys.tokens)
-            .arg("tokens")
-            .query_async(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "reading the tokens"))?;
+        let mut get = redis::cmd("HGET");
+        get.arg(&self.settings.keys.tokens).arg("tokens");
+        let stored: Option<Vec<u8>> = self.query(&get, "reading the tokens").await?;
         stored.map(|bytes| self.settings.decode(&bytes)).transpose()
     }
 
@@ -183,35 +215,18 @@ impl AsyncRedisStore {
     pub async fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
         let value = self.settings.encode(tokens)?;
         let held = self.held.get();
-        let mut c = self.connection().await?;
-        let (ok, generation): (i64, i64) = self
-            .conn
-            .scripts
-            .save
-            .key(&self.settings.keys.tokens)
-            .arg(common::expected(held.as_ref()))
-            .arg(value)
-            .arg(self.settings.ttl_ms())
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "storing the tokens"))?;
+        let mut save = self.conn.scripts.save.key(&self.settings.keys.tokens);
+        save.arg(common::expected(held.as_ref())).arg(value).arg(self.settings.ttl_ms());
+        let (ok, generation): (i64, i64) = self.invoke(&save, "storing the tokens").await?;
         self.written(held.as_ref(), ok, generation)
     }
 
     /// As [`crate::RedisStore::clear`].
     pub async fn clear(&self) -> Result<(), StoreError> {
         let held = self.held.get();
-        let mut c = self.connection().await?;
-        let (ok, generation): (i64, i64) = self
-            .conn
-            .scripts
-            .clear
-            .key(&self.settings.keys.tokens)
-            .arg(common::expected(held.as_ref()))
-            .arg(self.settings.ttl_ms())
-            .invoke_async(&mut c)
-            .await
-            .map_err(|e| self.failed(&e, "deleting the tokens"))?;
+        let mut clear = self.conn.scripts.clear.key(&self.settings.keys.tokens);
+        clear.arg(common::expected(held.as_ref())).arg(self.settings.ttl_ms());
+        let (ok, generation): (i64, i64) = self.invoke(&clear, "deleting the tokens").await?;
         self.written(held.as_ref(), ok, generation)
     }
 
@@ -231,18 +246,9 @@ impl AsyncRedisStore {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
-            let mut c = self.connection().await?;
-            let (got, value): (i64, i64) = self
-                .conn
-                .scripts
-                .lock
-                .key(&self.settings.keys.lock)
-                .key(&self.settings.keys.tokens)
-                .arg(&owner)
-                .arg(self.settings.lease_ms())
-                .invoke_async(&mut c)
-                .await
-                .map_err(|e| self.failed(&e, "taking the lock"))?;
+            let mut take = self.conn.scripts.lock.key(&self.settings.keys.lock);
+            take.key(&self.settings.keys.tokens).arg(&owner).arg(self.settings.lease_ms());
+            let (got, value): (i64, i64) = self.invoke(&take, "taking the lock").await?;
             if got == 1 {
                 self.held.set(Held { owner: owner.clone(), generation: value });
                 let store = AsyncRedisStore {
@@ -263,18 +269,9 @@ impl AsyncRedisStore {
     }
 
     async fn unlock(&self, owner: &str) {
-        let Ok(mut c) = self.connection().await else { return };
-        let released = self
-            .conn
-            .scripts
-            .unlock
-            .key(&self.settings.keys.lock)
-            .arg(owner)
-            .invoke_async::<i64>(&mut c)
-            .await;
-        if let Err(e) = released {
-            let _ = self.failed(&e, "releasing the lock");
-        }
+        let mut release = self.conn.scripts.unlock.key(&self.settings.keys.lock);
+        release.arg(owner);
+        let _ = self.invoke::<i64>(&release, "releasing the lock").await;
     }
 
     fn unlock_blocking(&self, owner: &str) {

@@ -28,8 +28,9 @@ struct Pool {
 /// Every call blocks on the network, bounded by [`Self::timeout`] (connect, and each answer); the lock
 /// is waited for with a bounded backoff up to [`Self::lock_wait`]. Connections come from a small pool
 /// shared by clones and by [`Self::for_login`] siblings; a connection that failed is dropped, and the next
-/// call connects again, so a Redis restart heals by itself. `Debug` shows the URL with its password
-/// redacted and the key, never a token or the encryption key.
+/// call connects again; a call whose pooled connection Redis dropped (a restart) runs once more on a new
+/// one, so the first call after a restart succeeds (see the crate docs, "Redis restarted"). `Debug`
+/// shows the URL with its password redacted and the key, never a token or the encryption key.
 pub struct RedisStore {
     settings: Settings,
     pool: Arc<Pool>,
@@ -50,7 +51,7 @@ impl Clone for RedisStore {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
-            .field("url", &self.settings.url)
+            .field("url", &self.settings.url.as_str())
             .field("key", &self.settings.keys.tokens)
             .field("issued_to", &self.settings.issued_to)
             .field("encrypted", &self.settings.encryption.is_some())
@@ -155,28 +156,40 @@ impl RedisStore {
         self.settings.issued_to.as_ref()
     }
 
+    fn connect(&self) -> Result<redis::Connection, StoreError> {
+        let c = self
+            .pool
+            .client
+            .get_connection_with_timeout(self.settings.timeout)
+            .map_err(|e| self.settings.error(&e, "connecting"))?;
+        let t = Some(self.settings.timeout);
+        c.set_read_timeout(t)
+            .and_then(|()| c.set_write_timeout(t))
+            .map_err(|e| self.settings.error(&e, "connecting"))?;
+        Ok(c)
+    }
+
+    /// Runs `f` on an idle connection of the pool, or a new one. When an idle connection turns out
+    /// dropped (Redis restarted, or closed it: see `common::dropped`), the other idle ones are let go
+    /// too (they went the same way) and `f` runs once more on a new connection: every call of this store
+    /// is safe to run twice (see the crate docs, "Redis restarted").
     fn with_conn<T>(
         &self,
         doing: &str,
-        f: impl FnOnce(&mut redis::Connection, &Scripts) -> redis::RedisResult<T>,
+        f: impl Fn(&mut redis::Connection, &Scripts) -> redis::RedisResult<T>,
     ) -> Result<T, StoreError> {
         let idle = self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => {
-                let c = self
-                    .pool
-                    .client
-                    .get_connection_with_timeout(self.settings.timeout)
-                    .map_err(|e| self.settings.error(&e, "connecting"))?;
-                let t = Some(self.settings.timeout);
-                c.set_read_timeout(t)
-                    .and_then(|()| c.set_write_timeout(t))
-                    .map_err(|e| self.settings.error(&e, "connecting"))?;
-                c
-            }
+        let (mut conn, pooled) = match idle {
+            Some(c) => (c, true),
+            None => (self.connect()?, false),
         };
-        match f(&mut conn, &self.pool.scripts) {
+        let mut result = f(&mut conn, &self.pool.scripts);
+        if pooled && result.as_ref().is_err_and(common::dropped) {
+            self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            conn = self.connect()?;
+            result = f(&mut conn, &self.pool.scripts);
+        }
+        match result {
             Ok(v) => {
                 let mut idle = self.pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
                 if idle.len() < MAX_IDLE {
@@ -211,7 +224,7 @@ impl RedisStore {
             s.save
                 .key(&self.settings.keys.tokens)
                 .arg(common::expected(held.as_ref()))
-                .arg(value)
+                .arg(&value)
                 .arg(self.settings.ttl_ms())
                 .invoke(c)
         })?;

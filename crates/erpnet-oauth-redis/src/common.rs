@@ -2,6 +2,7 @@
 
 use crate::crypto::{self, EncryptionKey};
 use crate::keys::{self, InvalidLoginId, Keys, LoginId};
+use crate::redact::RedactedUrl;
 use erpnet_oauth_core::store::{IssuedTo, StoreError, StoreFile};
 use erpnet_oauth_core::{ClientConfig, TokenSet};
 use std::path::PathBuf;
@@ -44,29 +45,11 @@ pub enum ConfigError {
     Duration(String),
 }
 
-/// `url` with its password replaced by `[redacted]` (and unreadable URLs reduced to their scheme).
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                let _ = parsed.set_password(Some("[redacted]"));
-            }
-            parsed.to_string().replace("%5Bredacted%5D", "[redacted]")
-        }
-        Err(_) => match url.split_once("://") {
-            Some((scheme, _)) if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+') => {
-                format!("{scheme}://[unreadable]")
-            }
-            _ => "[unreadable URL]".to_owned(),
-        },
-    }
-}
-
 /// The settings of one store, shared by its clones.
 #[derive(Clone)]
 pub(crate) struct Settings {
-    pub(crate) url: String,
-    pub(crate) password: Option<String>,
+    /// The URL (password redacted), and its password to scrub from errors.
+    pub(crate) url: RedactedUrl,
     pub(crate) prefix: String,
     pub(crate) login: LoginId,
     pub(crate) keys: Keys,
@@ -80,7 +63,8 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn new(url: &str, login: LoginId) -> Result<(Settings, redis::Client), ConfigError> {
-        let redacted = redact_url(url);
+        let shown = RedactedUrl::new(url);
+        let redacted = shown.to_string();
         let parsed = url::Url::parse(url)
             .map_err(|e| ConfigError::Url { url: redacted.clone(), reason: e.to_string() })?;
         match parsed.scheme() {
@@ -107,17 +91,13 @@ impl Settings {
             // Only when the application installed no provider of its own.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let password = parsed.password().map(percent_decode);
-        let client = redis::Client::open(url).map_err(|e| ConfigError::Url {
-            url: redacted.clone(),
-            reason: scrub(&e.to_string(), password.as_deref()),
-        })?;
+        let client = redis::Client::open(url)
+            .map_err(|e| ConfigError::Url { url: redacted.clone(), reason: shown.scrub(&e.to_string()) })?;
         let prefix = keys::DEFAULT_PREFIX.to_owned();
         let keys = Keys::new(&prefix, &login);
         Ok((
             Settings {
-                url: redacted,
-                password,
+                url: shown,
                 prefix,
                 login,
                 keys,
@@ -193,7 +173,7 @@ impl Settings {
     /// A Redis error as a store error, with the password scrubbed from its text.
     pub(crate) fn error(&self, e: &redis::RedisError, doing: &str) -> StoreError {
         use redis::{ErrorKind, ServerErrorKind};
-        let reason = format!("{doing}: {}", scrub(&e.to_string(), self.password.as_deref()));
+        let reason = format!("{doing}: {}", self.url.scrub(&e.to_string()));
         let reason = erpnet_oauth_core::escape(&reason).into_owned();
         let transient_server =
             matches!(
@@ -206,6 +186,19 @@ impl Settings {
                         | ServerErrorKind::ReadOnly
                 )
             ) || matches!(e.code(), Some("LOADING" | "BUSY" | "MISCONF" | "OOM" | "MASTERDOWN" | "READONLY"));
+        // Redis refused this client: a wrong password (AUTH answered WRONGPASS), none where one is required
+        // (NOAUTH), or an ACL that forbids a command this store runs (NOPERM). Configuration, not a passing
+        // trouble: retrying changes nothing.
+        let refused =
+            matches!(e.kind(), ErrorKind::AuthenticationFailed | ErrorKind::Server(ServerErrorKind::NoPerm))
+                || matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"));
+        if refused {
+            return StoreError::Other(format!(
+                "the token store {} refused this client ({reason}): check the user and password in the URL and \
+                 the server's ACL",
+                self.name()
+            ));
+        }
         if e.code() == Some("WRONGTYPE") {
             return StoreError::Corrupt {
                 path: PathBuf::from(&self.keys.tokens),
@@ -221,18 +214,21 @@ impl Settings {
         // whose source redis-rs keeps out of reach: told by its text, on a rediss:// URL only. Not a passing
         // trouble.
         let text = e.to_string().to_ascii_lowercase();
-        if self.url.starts_with("rediss://") && (text.contains("certificate") || text.contains("handshake")) {
+        if self.url.as_str().starts_with("rediss://")
+            && (text.contains("certificate") || text.contains("handshake"))
+        {
             return StoreError::Other(format!(
                 "the token store {} could not be used over TLS ({reason})",
                 self.name()
             ));
         }
         match e.kind() {
-            ErrorKind::AuthenticationFailed | ErrorKind::InvalidClientConfig => {
-                StoreError::Other(format!("the token store {} refused this client ({reason})", self.name()))
-            }
+            ErrorKind::InvalidClientConfig => StoreError::Other(format!(
+                "the token store {} cannot be used with this configuration ({reason})",
+                self.name()
+            )),
             _ if lost || transient_server => StoreError::Unavailable { store: self.name(), reason },
-            // NOPERM, NOAUTH, a script error, an unexpected answer: not a passing trouble.
+            // A script error, an unexpected answer: not a passing trouble.
             _ => StoreError::Other(format!("the token store {} failed ({reason})", self.name())),
         }
     }
@@ -244,13 +240,13 @@ impl Settings {
         let bytes = file.to_bytes().map_err(|e| StoreError::Other(e.to_string()))?;
         match &self.encryption {
             None => Ok(bytes),
-            Some(key) => crypto::seal(key, &self.keys.tokens, &bytes).map_err(StoreError::Other),
+            Some(key) => key.seal(&self.keys.tokens, &bytes).map_err(|e| StoreError::Other(e.to_string())),
         }
     }
 
     /// The tokens in `stored`: decrypted, parsed and checked against the client the store is bound to.
     pub(crate) fn decode(&self, stored: &[u8]) -> Result<TokenSet, StoreError> {
-        let plain = crypto::open(self.encryption.as_ref(), &self.keys.tokens, stored)
+        let plain = crypto::open_tokens(self.encryption.as_ref(), &self.keys.tokens, stored)
             .map_err(|e| StoreError::Decrypt { store: self.name(), reason: e.to_string() })?;
         let file = StoreFile::from_bytes(&plain).map_err(|e| StoreError::Corrupt {
             path: PathBuf::from(&self.keys.tokens),
@@ -268,36 +264,6 @@ impl Settings {
 
     pub(crate) fn bind(&mut self, client: &ClientConfig) {
         self.issued_to = Some(IssuedTo::of(client));
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes.get(i), bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
-        {
-            (Some(b'%'), Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (Some(&b), _, _) => {
-                out.push(b);
-                i += 1;
-            }
-            (None, _, _) => break,
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// `text` with every occurrence of `password` replaced.
-pub(crate) fn scrub(text: &str, password: Option<&str>) -> String {
-    match password {
-        Some(p) if !p.is_empty() => text.replace(p, "[redacted]"),
-        _ => text.to_owned(),
     }
 }
 
@@ -359,14 +325,23 @@ pub(crate) fn backoff(attempt: u32, pttl_ms: i64) -> Duration {
 
 /// Takes the lock (`SET lock owner NX PX lease`) and reads the generation of the tokens in one step.
 /// Returns `{1, generation}` or `{0, the lock's remaining lease in ms}`.
+///
+/// Idempotent for one owner value: an attempt that finds the lock already held by its own owner (a
+/// retry whose first attempt was carried out but whose answer was lost with the connection) holds it,
+/// with its lease started again. No other owner ever has this 128-bit random value.
 pub(crate) const LOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, tonumber(redis.call('HGET', KEYS[2], 'generation')) or 0}
+end
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {1, tonumber(redis.call('HGET', KEYS[2], 'generation')) or 0}
 end
 return {0, redis.call('PTTL', KEYS[1])}
 ";
 
-/// Deletes the lock if this owner still holds it (compare-and-delete). Returns 1 when deleted.
+/// Deletes the lock if this owner still holds it (compare-and-delete). Returns 1 when deleted. Run twice,
+/// the second run finds nothing of this owner's and deletes nothing.
 pub(crate) const UNLOCK: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -376,9 +351,20 @@ return 0
 
 /// Stores the tokens if the generation is still the expected one (`ARGV[1]`, or any when empty), as
 /// generation + 1, and sets the key's TTL. Returns `{1, new generation}` or `{0, current generation}`.
+///
+/// Idempotent: when the generation is already expected + 1 and the stored value is byte for byte this
+/// one, the save is taken as done (`{1, generation}`) rather than fenced. That is this save's own first
+/// attempt, carried out but its answer lost with the connection (a retry after Redis restarted), or
+/// another holder that stored exactly the same bytes (encrypted values never repeat: each has a fresh
+/// nonce); either way what is stored is what this save meant to store. Any other value at expected + 1,
+/// or a generation further on, is still fenced. Without the lock (`ARGV[1]` empty), a retry writes the
+/// same value once more, as generation + 2.
 pub(crate) const SAVE: &str = r"
 local g = tonumber(redis.call('HGET', KEYS[1], 'generation')) or 0
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= g then
+  if g == tonumber(ARGV[1]) + 1 and redis.call('HGET', KEYS[1], 'tokens') == ARGV[2] then
+    return {1, g}
+  end
   return {0, g}
 end
 g = g + 1
@@ -389,9 +375,15 @@ return {1, g}
 
 /// Deletes the tokens under the same condition, keeping the generation (a tombstone with the TTL), so
 /// that a holder fenced before the delete stays fenced after it. Returns as [`SAVE`].
+///
+/// Idempotent as [`SAVE`]: when the generation is already expected + 1 and no tokens are stored (this
+/// delete's own first attempt was carried out, or another holder deleted them), it is taken as done.
 pub(crate) const CLEAR: &str = r"
 local g = tonumber(redis.call('HGET', KEYS[1], 'generation')) or 0
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= g then
+  if g == tonumber(ARGV[1]) + 1 and redis.call('HEXISTS', KEYS[1], 'tokens') == 0 then
+    return {1, g}
+  end
   return {0, g}
 end
 if g == 0 and redis.call('EXISTS', KEYS[1]) == 0 then
@@ -423,6 +415,17 @@ impl Scripts {
     }
 }
 
+/// Whether a call failed because its connection was dropped (Redis restarted, or closed an idle
+/// connection): closed, reset, refused or ended (EOF). Not a timeout (the command may still be carried
+/// out), not an answer of the server. A call on a cached connection that failed so is run once more on a
+/// new connection: every call of the stores is safe to run twice (reads; [`LOCK`] for one owner;
+/// [`UNLOCK`]; [`SAVE`] and [`CLEAR`]).
+pub(crate) fn dropped(e: &redis::RedisError) -> bool {
+    !e.is_timeout()
+        && !matches!(e.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension)
+        && (e.is_connection_dropped() || e.is_connection_refusal())
+}
+
 /// The expected generation argument of [`SAVE`] and [`CLEAR`].
 pub(crate) fn expected(held: Option<&Held>) -> String {
     held.map(|h| h.generation.to_string()).unwrap_or_default()
@@ -432,15 +435,55 @@ pub(crate) fn expected(held: Option<&Held>) -> String {
 mod tests {
     use super::*;
 
+    /// Each script run twice (a retry after a dropped connection whose first attempt was carried out)
+    /// ends as run once, and fencing still holds for anything else. Against a real redis-server
+    /// (`test_util`, enabled for the tests by the dev-dependency on this crate itself).
+    #[cfg(feature = "test-util")]
     #[test]
-    fn urls_are_redacted() {
-        assert_eq!(redact_url("redis://:s3cret@host:6379/0"), "redis://:[redacted]@host:6379/0");
-        assert_eq!(redact_url("redis://user:s3cret@host/"), "redis://user:[redacted]@host/");
-        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
-        assert_eq!(redact_url("redis://:pa ss@ho st"), "redis://[unreadable]");
-        assert_eq!(redact_url("no url at all s3cret"), "[unreadable URL]");
-        assert_eq!(scrub("WRONGPASS s3cret", Some("s3cret")), "WRONGPASS [redacted]");
-        assert_eq!(percent_decode("a%40b%zz"), "a@b%zz");
+    fn the_scripts_are_safe_to_run_twice() {
+        let server = crate::test_util::RedisServer::start();
+        let mut c = redis::Client::open(server.url()).unwrap().get_connection().unwrap();
+        let s = Scripts::new();
+        let lock = |c: &mut redis::Connection, owner: &str| -> (i64, i64) {
+            s.lock.key("p:a:lock").key("p:a").arg(owner).arg(60_000).invoke(c).unwrap()
+        };
+        assert_eq!(lock(&mut c, "o1"), (1, 0));
+        let _: () = redis::cmd("PEXPIRE").arg("p:a:lock").arg(1000).query(&mut c).unwrap();
+        assert_eq!(lock(&mut c, "o1"), (1, 0), "its own owner holds it");
+        let pttl: i64 = redis::cmd("PTTL").arg("p:a:lock").query(&mut c).unwrap();
+        assert!(pttl > 50_000, "with its lease started again: {pttl}");
+        assert_eq!(lock(&mut c, "o2").0, 0, "another owner does not");
+
+        let save = |c: &mut redis::Connection, expected: &str, value: &str| -> (i64, i64) {
+            s.save.key("p:a").arg(expected).arg(value).arg(60_000).invoke(c).unwrap()
+        };
+        assert_eq!(save(&mut c, "0", "v1"), (1, 1));
+        assert_eq!(save(&mut c, "0", "v1"), (1, 1), "a retry of a save carried out: done, not fenced");
+        assert_eq!(save(&mut c, "0", "v2"), (0, 1), "another value at expected + 1: fenced");
+        assert_eq!(save(&mut c, "1", "v2"), (1, 2));
+        assert_eq!(save(&mut c, "0", "v1"), (0, 2), "two generations on: fenced");
+        assert_eq!(save(&mut c, "1", "v2"), (1, 2));
+        let stored: String = redis::cmd("HGET").arg("p:a").arg("tokens").query(&mut c).unwrap();
+        assert_eq!(stored, "v2");
+        assert_eq!(save(&mut c, "", "v3"), (1, 3), "without the lock");
+        assert_eq!(save(&mut c, "", "v3"), (1, 4), "run twice: the same value, once more");
+
+        let clear = |c: &mut redis::Connection, expected: &str| -> (i64, i64) {
+            s.clear.key("p:a").arg(expected).arg(60_000).invoke(c).unwrap()
+        };
+        assert_eq!(clear(&mut c, "3"), (0, 4), "fenced");
+        assert_eq!(clear(&mut c, "4"), (1, 5));
+        assert_eq!(clear(&mut c, "4"), (1, 5), "a retry of a delete carried out: done");
+        assert_eq!(save(&mut c, "4", "v3"), (0, 5), "a save of a holder from before the delete: fenced");
+        assert_eq!(save(&mut c, "5", "v6"), (1, 6));
+        assert_eq!(clear(&mut c, "4"), (0, 6), "tokens stored since: the delete is fenced");
+
+        let unlock = |c: &mut redis::Connection, owner: &str| -> i64 {
+            s.unlock.key("p:a:lock").arg(owner).invoke(c).unwrap()
+        };
+        assert_eq!(unlock(&mut c, "o2"), 0, "not its lock");
+        assert_eq!(unlock(&mut c, "o1"), 1);
+        assert_eq!(unlock(&mut c, "o1"), 0, "run twice: nothing more deleted");
     }
 
     #[test]

@@ -87,8 +87,40 @@
 //! [`StoreError::Unavailable`], which is retryable (`StoreError::is_retryable`,
 //! `erpnet_oauth_core::Error::is_retryable`). Then no refresh is sent (the lock could not be taken),
 //! calls whose access token is still valid go on from memory, and nothing already stored is touched.
-//! Connections are made again on the next call. No message shows the URL's password: URLs are shown as
-//! `redis://:[redacted]@host:port/db`.
+//! Connections are made again on the next call (see "Redis restarted" below). No message shows the URL's
+//! password: URLs are shown as `redis://:[redacted]@host:port/db` (a Unix socket's
+//! `redis+unix:///path?pass=...` as `pass=[redacted]`), and the password is scrubbed from the texts of
+//! Redis's errors ([`RedactedUrl`] does the same for an application's own messages).
+//!
+//! A Redis that **refuses** this client is not unreachable: a wrong password (`WRONGPASS`), none where
+//! one is required (`NOAUTH`), or an ACL that forbids a command the store runs (`NOPERM`; the store needs
+//! the commands listed under "Redis settings required", scripts included) is `StoreError::Other`, not
+//! retryable, saying "refused this client" and to check the user and password in the URL and the
+//! server's ACL. So is a URL the `redis` crate cannot use.
+//!
+//! # Redis restarted
+//!
+//! The stores keep their connections (the blocking one a small pool, the async one a multiplexed
+//! connection). When Redis restarts, or closes an idle connection, a call on a kept connection finds it
+//! dropped: closed, reset, refused or ended before any answer. That call is then run **once more on a new
+//! connection** (the pool's other idle connections let go too), so the first call after a restart
+//! succeeds as any other, and a renewal that meets the restart sends one refresh, as without it. Not
+//! after a timeout (the command may still be carried out) nor after an answer of the server. A call run
+//! twice is safe because each one is idempotent on its own:
+//!
+//! - reads (`HGET`) change nothing;
+//! - the lock's script, finding the lock held by its own owner value (the first attempt was carried out
+//!   but its answer was lost), holds it with its lease started again; no other holder has that value;
+//! - the release is a compare-and-delete: run twice, the second finds nothing of its own to delete;
+//! - a save under the lock that finds the generation already at expected + 1 with exactly its own value
+//!   stored (its first attempt was carried out) is done, not [`StoreError::Fenced`]; any other value
+//!   there is still fenced. (Another holder storing the very same bytes would leave the same tokens
+//!   stored, so taking it as done is right too; encrypted values never repeat.) A delete under the lock
+//!   likewise, when the generation is at expected + 1 and no tokens are stored. A save without the lock
+//!   replaces what is stored anyway: run twice, it stores the same value as generation + 2.
+//!
+//! If the new connection fails too (Redis still down), the call fails with
+//! [`StoreError::Unavailable`], as above.
 //!
 //! # Encryption at rest
 //!
@@ -98,6 +130,10 @@
 //! key, a changed or moved ciphertext, plain tokens where encrypted ones are expected or the reverse are
 //! [`StoreError::Decrypt`], never garbage. `Debug` never shows the key. Rotating the key means logging in
 //! again (or re-saving the tokens through a store with the new key after reading them with the old).
+//!
+//! The same format is there for the application's own values (a client secret kept next to the
+//! tokens, as the `erpnet-oauth` command does): [`EncryptionKey::seal`] and [`EncryptionKey::open`],
+//! with the name the value is stored under as the associated data.
 //!
 //! # Expiry
 //!
@@ -139,6 +175,7 @@ mod blocking;
 mod common;
 mod crypto;
 mod keys;
+mod redact;
 /// Test support (feature `test-util`): a real redis-server for tests. Never in production.
 #[cfg(feature = "test-util")]
 pub mod test_util;
@@ -147,12 +184,11 @@ pub mod test_util;
 pub use asynchronous::AsyncRedisStore;
 #[cfg(feature = "blocking")]
 pub use blocking::RedisStore;
-pub use common::{
-    ConfigError, DEFAULT_LEASE, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_LEASE, MIN_LEASE, redact_url,
-};
-pub use crypto::{EncryptionKey, InvalidKeyLength};
+pub use common::{ConfigError, DEFAULT_LEASE, DEFAULT_TIMEOUT, DEFAULT_TTL, MAX_LEASE, MIN_LEASE};
+pub use crypto::{DecryptError, EncryptionKey, InvalidKeyLength, SealError};
 pub use erpnet_oauth_core::store::{StoreError, StoreLock};
 pub use keys::{DEFAULT_PREFIX, InvalidLoginId, LoginId, MAX_LOGIN_ID_LEN, MAX_PREFIX_LEN};
+pub use redact::{RedactedUrl, redact_url};
 
 /// The README's example, run as a doctest.
 #[cfg(all(doctest, feature = "blocking"))]

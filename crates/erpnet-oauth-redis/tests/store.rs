@@ -317,19 +317,91 @@ fn debug_and_errors_show_no_password_token_or_key() {
     );
 }
 
+/// A refusal (a wrong password, none, an ACL's NOPERM) is a configuration error: not retryable, not
+/// `Unavailable`, saying what is wrong, never showing the password.
+fn assert_refused(e: &StoreError, secret: &str) {
+    assert!(matches!(e, StoreError::Other(_)), "not Unavailable: {e:?}");
+    assert!(!e.is_retryable(), "a refusal is not retryable: {e:?}");
+    let text = e.to_string();
+    assert!(text.contains("refused this client"), "{text}");
+    assert!(text.contains("check the user and password in the URL and the server's ACL"), "{text}");
+    assert!(!text.contains(secret) && !format!("{e:?}").contains(secret), "{text}");
+}
+
+/// The three refusals, each with the password not to show and whether the client may read (an ACL user
+/// that may not run scripts reads, but neither locks nor writes).
+fn refusing_urls(redis: &RedisServer) -> [(String, &'static str, bool); 3] {
+    // NOAUTH (no password), WRONGPASS (a wrong one), NOPERM (an ACL user without scripts).
+    redis.command(&["ACL", "SETUSER", "limited", "on", ">limited-pass", "~*", "+@all", "-@scripting"]);
+    assert_eq!(redis.command(&["CONFIG", "SET", "requirepass", "right-pass"]), "+OK");
+    let port = redis.port();
+    [
+        (format!("redis://127.0.0.1:{port}/"), "right-pass", false),
+        (format!("redis://:wrong-pass@127.0.0.1:{port}/"), "wrong-pass", false),
+        (format!("redis://limited:limited-pass@127.0.0.1:{port}/"), "limited-pass", true),
+    ]
+}
+
 #[test]
-fn a_redis_with_a_password_and_a_wrong_one() {
+fn a_redis_that_refuses_the_client_is_a_configuration_error() {
     let redis = RedisServer::start();
-    let _ = redis.command(&["CONFIG", "SET", "requirepass", "right-pass"]);
-    let url = format!("redis://:right-pass@127.0.0.1:{}/", redis.port());
-    let store = RedisStore::open(&url, "alice").unwrap();
+    let refusing = refusing_urls(&redis);
+    let store =
+        RedisStore::open(&format!("redis://:right-pass@127.0.0.1:{}/", redis.port()), "alice").unwrap();
     store.save(&tokens(1)).unwrap();
     assert_eq!(store.load().unwrap(), Some(tokens(1)));
-    let wrong =
-        RedisStore::open(&format!("redis://:wrong-pass@127.0.0.1:{}/", redis.port()), "alice").unwrap();
-    let e = wrong.load().unwrap_err();
-    assert!(!e.to_string().contains("wrong-pass"), "{e}");
-    assert!(!e.is_retryable(), "a refused password is not retryable: {e:?}");
+    for (url, secret, reads) in refusing {
+        let other = RedisStore::open(&url, "alice").unwrap().lock_wait(Duration::from_millis(200));
+        match other.load() {
+            Ok(found) => assert!(reads && found == Some(tokens(1)), "{url}: {found:?}"),
+            Err(e) => assert_refused(&e, secret),
+        }
+        assert_refused(&other.lock().unwrap_err(), secret);
+        assert_refused(&other.save(&tokens(2)).unwrap_err(), secret);
+        assert_refused(&other.clear().unwrap_err(), secret);
+    }
+    assert_eq!(store.load().unwrap(), Some(tokens(1)), "nothing was changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_store_refused_by_redis_has_a_configuration_error() {
+    let redis = RedisServer::start();
+    let refusing = refusing_urls(&redis);
+    let url = format!("redis://:right-pass@127.0.0.1:{}/", redis.port());
+    let store = AsyncRedisStore::open(&url, "alice").unwrap();
+    store.save(&tokens(1)).await.unwrap();
+    for (url, secret, reads) in refusing {
+        let other = AsyncRedisStore::open(&url, "alice").unwrap().lock_wait(Duration::from_millis(200));
+        match other.load().await {
+            Ok(found) => assert!(reads && found == Some(tokens(1)), "{url}: {found:?}"),
+            Err(e) => assert_refused(&e, secret),
+        }
+        assert_refused(&other.lock().await.unwrap_err(), secret);
+        assert_refused(&other.save(&tokens(2)).await.unwrap_err(), secret);
+        assert_refused(&other.clear().await.unwrap_err(), secret);
+    }
+    assert_eq!(store.load().await.unwrap(), Some(tokens(1)), "nothing was changed");
+}
+
+#[test]
+fn a_unix_socket_with_its_password_in_the_query_never_shows_it() {
+    let redis = RedisServer::builder().password("sock-pass-Kq27").unix_socket().start();
+    let url = redis.unix_url().unwrap();
+    let socket = redis.socket().unwrap();
+    assert_eq!(url, format!("redis+unix://{}?pass=sock-pass-Kq27", socket.display()));
+    let store = RedisStore::open(&url, "alice").unwrap();
+    assert!(!format!("{store:?}").contains("sock-pass"), "{store:?}");
+    store.save(&tokens(1)).unwrap();
+    assert_eq!(store.load().unwrap(), Some(tokens(1)));
+    assert_eq!(redis.command(&["HEXISTS", store.key(), "tokens"]), ":1", "through the socket");
+    let wrong = format!("redis+unix://{}?db=0&pass=sock-pass-Kq27-wrong", socket.display());
+    let e = RedisStore::open(&wrong, "alice").unwrap().load().unwrap_err();
+    assert_refused(&e, "sock-pass-Kq27");
+    assert!(e.to_string().contains("?db=0&pass=[redacted]"), "{e}");
+    drop(redis);
+    let e = store.load().unwrap_err();
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+    assert!(!e.to_string().contains("sock-pass") && e.to_string().contains("pass=[redacted]"), "{e}");
 }
 
 #[test]
@@ -338,12 +410,17 @@ fn a_redis_restart_heals_the_pooled_connections() {
     let store = RedisStore::open(&redis.url(), "alice").unwrap();
     store.save(&tokens(1)).unwrap();
     redis.restart();
-    // The pooled connection is broken: the first call may fail (retryable), the next one reconnects.
-    let first = store.load();
-    if let Err(e) = &first {
-        assert!(e.is_retryable(), "{e:?}");
-    }
-    assert_eq!(store.load().unwrap(), Some(tokens(1)), "saved before the restart, found after it");
+    // The pooled connection was dropped by the restart: the call runs once more on a new one.
+    assert_eq!(store.load().unwrap(), Some(tokens(1)), "saved before the restart, found at the first call");
+    redis.restart();
+    let held = store.lock().unwrap();
+    store.save(&tokens(2)).unwrap();
+    drop(held);
+    assert_eq!(redis.command(&["EXISTS", store.lock_key()]), ":0", "released");
+    assert_eq!(redis.command(&["HGET", store.key(), "generation"]), "2");
+    redis.restart();
+    store.clear().unwrap(); // a delete, the first call after a restart
+    assert_eq!(store.load().unwrap(), None);
 }
 
 // ----- the async store -----

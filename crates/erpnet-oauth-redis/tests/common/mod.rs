@@ -2,7 +2,9 @@
 //! and a clock the parent sets.
 #![allow(dead_code)]
 
-pub mod redis_server;
+/// The redis-server harness: the crate's own `test_util` (feature `test-util`, enabled for these tests by
+/// the `[dev-dependencies]` self-reference), the one other crates' tests use.
+pub use erpnet_oauth_redis::test_util as redis_server;
 
 use erpnet_oauth_mock::{
     ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH,
