@@ -89,8 +89,15 @@ pub fn run(allow_dirty: bool) -> bool {
         return false;
     }
     eprintln!("cargo xtask package: packaging, in dependency order: {}", order.join(", "));
+    let verify_dir = match verify_target_dir(&root) {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("cargo xtask package: {e}");
+            return false;
+        }
+    };
     let mut cmd = Command::new(cargo());
-    cmd.current_dir(&root).args(["package", "--locked"]);
+    cmd.current_dir(&root).args(["package", "--locked", "--target-dir"]).arg(&verify_dir);
     if allow_dirty {
         cmd.arg("--allow-dirty");
     }
@@ -111,6 +118,45 @@ pub fn run(allow_dirty: bool) -> bool {
             false
         }
     }
+}
+
+/// The target directory of the packages' verification builds, `<target>/package-verify`, with every earlier
+/// build of this workspace's crates removed from it. The verification builds each crate from its package,
+/// the crates it depends on coming from the local registry of packages as version 0.1.0 (say) of
+/// crates.io; cargo takes a registry crate's build as final, so a build left from an earlier run (of other
+/// sources under the same version) would be reused, and a crate checked against its dependencies' old code.
+/// The third-party crates' builds are kept.
+fn verify_target_dir(root: &Path) -> Result<PathBuf, String> {
+    let output = Command::new(cargo())
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    let json: Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("cargo metadata printed no JSON: {e}"))?;
+    let target = json["target_directory"].as_str().ok_or("cargo metadata named no target directory")?;
+    let dir = Path::new(target).join("package-verify");
+    for profile in ["debug", "release"] {
+        for sub in [".fingerprint", "deps", "build"] {
+            let Ok(entries) = std::fs::read_dir(dir.join(profile).join(sub)) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("erpnet-oauth-")
+                    || name.starts_with("erpnet_oauth_")
+                    || name.starts_with("liberpnet_oauth_")
+                {
+                    let path = entry.path();
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+                }
+            }
+        }
+    }
+    Ok(dir)
 }
 
 /// The workspace members, from `cargo metadata --no-deps`.
