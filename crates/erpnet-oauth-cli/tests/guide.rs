@@ -39,12 +39,12 @@ mod common;
 use common::{BIN, PROCESS_DEADLINE, contains_jwt, deliver, free_port, mock_sign_in};
 use erpnet_oauth_mock::{Counters, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_USER};
 use std::cell::RefCell;
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 const GUIDE: &str = include_str!("../../../docs/GUIDE.md");
@@ -677,14 +677,7 @@ impl World {
         let mut child = Group(cmd.spawn().unwrap());
         let stderr = child.0.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        common::pump_lines(stderr, tx, |line| line);
         let deadline = Instant::now() + PROCESS_DEADLINE;
         let mut banner = String::new();
         loop {
@@ -810,18 +803,8 @@ impl Shell {
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = Group(cmd.spawn().unwrap());
         let (tx, lines) = std::sync::mpsc::channel();
-        fn pump(pipe: impl std::io::Read + Send + 'static, tx: Sender<Line>, wrap: fn(String) -> Line) {
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(wrap(line)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        pump(child.0.stdout.take().unwrap(), tx.clone(), Line::Out);
-        pump(child.0.stderr.take().unwrap(), tx, Line::Err);
+        common::pump_lines(child.0.stdout.take().unwrap(), tx.clone(), Line::Out);
+        common::pump_lines(child.0.stderr.take().unwrap(), tx, Line::Err);
         let stdin = child.0.stdin.take();
         Shell { child, stdin, lines, scratch: w.scratch.clone(), count: 0 }
     }

@@ -546,6 +546,23 @@ pub struct LoginRun {
     stdout: std::thread::JoinHandle<String>,
 }
 
+/// Sends each line of `pipe`, wrapped, on `tx` from a thread of its own, until the pipe ends or the
+/// receiver is gone.
+pub fn pump_lines<T: Send + 'static>(
+    pipe: impl std::io::Read + Send + 'static,
+    tx: std::sync::mpsc::Sender<T>,
+    wrap: fn(String) -> T,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(wrap(line)).is_err() {
+                break;
+            }
+        }
+    });
+}
+
 impl LoginRun {
     /// Spawns `cmd` and reads stderr line by line until the authorize URL appears.
     pub fn start(mut cmd: Command) -> LoginRun {
@@ -554,14 +571,7 @@ impl LoginRun {
         let stdout = drain(child.stdout.take().unwrap());
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        pump_lines(stderr, tx, |line| line);
         let deadline = Instant::now() + PROCESS_DEADLINE;
         let mut seen = Vec::new();
         loop {
