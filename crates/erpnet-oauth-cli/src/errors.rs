@@ -29,7 +29,7 @@ pub fn failure(error: Error) -> Failure {
         // A shared store (Redis) unreachable, locked by another process for too long, or changed by
         // another process while this one's lock had run out: nothing was lost; retry.
         Error::Store(e) if e.is_retryable() => Failure::network(error.to_string()),
-        Error::Refresh(RefreshError::Persist(_)) if crate::store::save_failed_retryably() => {
+        Error::Refresh(RefreshError::Persist(f)) if f.retryable => {
             Failure::network(format!("{error}; try again"))
         }
         Error::Store(StoreError::Decrypt { .. }) => Failure::usage(format!(

@@ -31,7 +31,6 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The prefix of every key the CLI writes in a Redis store.
@@ -506,16 +505,6 @@ fn name_corrupt(e: StoreError, shown: &str) -> StoreError {
     }
 }
 
-/// Whether the last failed save of the tokens was retryable (Redis unreachable, or the save fenced):
-/// the core reports a failed save as `RefreshError::Persist` with its text, and the exit code is chosen
-/// from this (5, not 2). One command per process: the last save is this command's.
-static SAVE_FAILED_RETRYABLY: AtomicBool = AtomicBool::new(false);
-
-/// See [`SAVE_FAILED_RETRYABLY`].
-pub fn save_failed_retryably() -> bool {
-    SAVE_FAILED_RETRYABLY.load(Ordering::SeqCst)
-}
-
 /// A profile's token store: a file, or Redis.
 #[derive(Debug)]
 pub enum Tokens {
@@ -535,11 +524,6 @@ impl RedisTokens {
     fn named(&self, e: StoreError) -> StoreError {
         name_corrupt(e, &self.shown)
     }
-
-    fn written(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
-        SAVE_FAILED_RETRYABLY.store(result.as_ref().is_err_and(StoreError::is_retryable), Ordering::SeqCst);
-        result.map_err(|e| self.named(e))
-    }
 }
 
 impl TokenStore for Tokens {
@@ -552,13 +536,13 @@ impl TokenStore for Tokens {
     fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
         match self {
             Tokens::File(f) => f.save(tokens),
-            Tokens::Redis(r) => r.written(r.store.save(tokens)),
+            Tokens::Redis(r) => r.store.save(tokens).map_err(|e| r.named(e)),
         }
     }
     fn clear(&self) -> Result<(), StoreError> {
         match self {
             Tokens::File(f) => f.clear(),
-            Tokens::Redis(r) => r.written(r.store.clear()),
+            Tokens::Redis(r) => r.store.clear().map_err(|e| r.named(e)),
         }
     }
     fn lock(&self) -> Result<StoreLock, StoreError> {
@@ -631,7 +615,7 @@ mod tests {
     fn shared_store_errors_have_their_exit_codes() {
         use crate::errors::failure;
         use crate::exit::Code;
-        use erpnet_oauth_core::{Error, RefreshError};
+        use erpnet_oauth_core::{Error, PersistFailure, RefreshError};
         let store = || "redis://:[redacted]@h:6379/ key erpnet-oauth:cli:tokens:default".to_owned();
         // Retryable: Redis unreachable, the lock held too long, a save fenced by a newer one.
         for e in [
@@ -649,10 +633,13 @@ mod tests {
         let f = failure(Error::Store(StoreError::Other("refused this client".into())));
         assert_eq!(f.code, Code::Usage, "{f:?}");
         // A failed save after the refresh: the exit code follows what the store reported.
-        let persist = || Error::Refresh(RefreshError::Persist("the token store ... was changed".into()));
-        SAVE_FAILED_RETRYABLY.store(true, Ordering::SeqCst);
-        assert_eq!(failure(persist()).code, Code::Network);
-        SAVE_FAILED_RETRYABLY.store(false, Ordering::SeqCst);
-        assert_eq!(failure(persist()).code, Code::Usage);
+        let persist = |retryable| {
+            Error::Refresh(RefreshError::Persist(PersistFailure {
+                reason: "the token store ... was changed".into(),
+                retryable,
+            }))
+        };
+        assert_eq!(failure(persist(true)).code, Code::Network);
+        assert_eq!(failure(persist(false)).code, Code::Usage);
     }
 }

@@ -237,8 +237,8 @@ pub use lifecycle::{
     Operation, Renewal as RenewalOp, Revocation, SendRequest, Step, Target,
 };
 pub use manager::{
-    Access, ApiCall, ApiOutcome, Keys, LoginRequired, ManagerOptions, Output, RefreshError, RefreshId,
-    Reloaded, Renewal, TokenManager,
+    Access, ApiCall, ApiOutcome, Keys, LoginRequired, ManagerOptions, Output, PersistFailure, RefreshError,
+    RefreshId, Reloaded, Renewal, TokenManager,
 };
 #[cfg(any(test, feature = "test-util"))]
 pub use random::SeededRandom;

@@ -48,7 +48,7 @@ use crate::error::Error;
 use crate::id_token::IdTokenClaims;
 use crate::id_token::IdTokenError;
 use crate::manager::{Access, ApiCall, ApiOutcome, Keys, LoginRequired, Output, RefreshError, RefreshId};
-use crate::manager::{Reloaded, TokenManager};
+use crate::manager::{PersistFailure, Reloaded, TokenManager};
 use crate::revocation::parse_revocation_response;
 use crate::secret::{AccessToken, IdToken, RefreshToken};
 use crate::store::StoreError;
@@ -302,9 +302,13 @@ impl Operation for Renewal {
                 self.follow_up(manager)
             }
             (P::Saving, Some(Input::Saved(result))) => {
-                let reason = result.as_ref().err().map(ToString::to_string);
-                // A failed write is reported to every caller by the manager (`RefreshError::Persist`).
-                manager.handle_persisted(self.id, reason.map_or(Ok(()), Err), now);
+                // A failed write is reported to every caller by the manager (`RefreshError::Persist`),
+                // retryable when the store says so.
+                manager.handle_persisted(
+                    self.id,
+                    result.as_ref().map_err(PersistFailure::from).copied(),
+                    now,
+                );
                 self.follow_up(manager)
             }
             (P::Clearing, Some(Input::Cleared(result))) => {

@@ -62,6 +62,7 @@ use crate::scope::Scopes;
 use crate::secret::{AccessToken, RefreshToken};
 use crate::token::{Grant, TokenError, TokenSet, parse_token_response, salvage_refresh_token};
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -185,8 +186,8 @@ pub enum RefreshError {
     #[error("the refresh request failed: {}", crate::safe_text::escape(.0))]
     Transport(String),
     /// The new tokens could not be stored. They are kept in memory.
-    #[error("the new tokens could not be stored: {}", crate::safe_text::escape(.0))]
-    Persist(String),
+    #[error("the new tokens could not be stored: {0}")]
+    Persist(PersistFailure),
     /// The ID token of a refresh answer failed a security check (its signature, or a changed `iss`,
     /// `sub` or `aud`: catalogue E4, E11). The tokens of that answer were never used, and the login was
     /// ended: log in again.
@@ -205,8 +206,51 @@ impl RefreshError {
         match self {
             RefreshError::Transport(_) => true,
             RefreshError::Token(e) => e.is_retryable(),
+            RefreshError::Persist(failure) => failure.retryable,
             _ => false,
         }
+    }
+}
+
+/// Why renewed tokens could not be stored ([`RefreshError::Persist`]), as the store said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersistFailure {
+    /// The store's message (escaped when displayed).
+    pub reason: String,
+    /// Whether trying again may succeed, as the store judged it ([`crate::StoreError::is_retryable`]): a
+    /// shared store that was unreachable, or a save fenced because another instance stored newer tokens
+    /// (which the next renewal adopts). A failed write to a file is not.
+    pub retryable: bool,
+}
+
+impl PersistFailure {
+    /// A failure the store does not expect to go away by trying again.
+    pub fn new(reason: impl Into<String>) -> Self {
+        PersistFailure { reason: reason.into(), retryable: false }
+    }
+}
+
+impl From<&crate::StoreError> for PersistFailure {
+    fn from(error: &crate::StoreError) -> Self {
+        PersistFailure { reason: error.to_string(), retryable: error.is_retryable() }
+    }
+}
+
+impl From<&str> for PersistFailure {
+    fn from(reason: &str) -> Self {
+        PersistFailure::new(reason)
+    }
+}
+
+impl From<String> for PersistFailure {
+    fn from(reason: String) -> Self {
+        PersistFailure::new(reason)
+    }
+}
+
+impl fmt::Display for PersistFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::safe_text::escape(&self.reason))
     }
 }
 
@@ -778,7 +822,7 @@ impl TokenManager {
             // token is spent), kept in memory. Whether they reached the store is unknown.
             State::Persisting(current, tokens, _) if *current == id => {
                 self.unconfirmed.push(pair(tokens));
-                self.handle_persisted(id, Err(reason.to_owned()), now);
+                self.handle_persisted(id, Err(PersistFailure::new(reason)), now);
             }
             _ => {}
         }
@@ -786,7 +830,7 @@ impl TokenManager {
 
     /// The tokens of renewal `id` were written to the store (`Ok`), or could not be (`Err` with the
     /// reason). Either way they are now the tokens in use: the server has already revoked the old ones.
-    pub fn handle_persisted(&mut self, id: RefreshId, result: Result<(), String>, now: SystemTime) {
+    pub fn handle_persisted(&mut self, id: RefreshId, result: Result<(), PersistFailure>, now: SystemTime) {
         if !matches!(&self.state, State::Persisting(current, ..) if *current == id) {
             return;
         }
@@ -1057,7 +1101,7 @@ mod tests {
     fn a_store_behind_after_a_failed_write_is_not_adopted() {
         let mut m = manager(tokens(0, now()));
         let id = renew_to_persist(&mut m, 1);
-        m.handle_persisted(id, Err("disk full".to_owned()), now());
+        m.handle_persisted(id, Err("disk full".into()), now());
         assert_eq!(m.tokens().and_then(|t| t.refresh_token.as_ref()).map(|r| r.secret()), Some("rt-1"));
         assert!(m.force_refresh());
         let Some(Output::Refresh { id, request }) = m.poll_output() else { panic!("no refresh") };
@@ -1183,7 +1227,7 @@ mod tests {
         // The store gets tokens 1, but the driver gives up before it says so.
         m.handle_refresh_failure(id, "abandoned", now());
         let id = renew_to_persist(&mut m, 2);
-        m.handle_persisted(id, Err("disk full".to_owned()), now());
+        m.handle_persisted(id, Err("disk full".into()), now());
         assert!(m.force_refresh());
         let Some(Output::Refresh { id, request }) = m.poll_output() else { panic!("no refresh") };
         assert_eq!(refresh_token_sent(&request).as_deref(), Some("rt-2"));

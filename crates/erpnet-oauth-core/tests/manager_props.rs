@@ -2109,7 +2109,7 @@ impl Harness {
 
     fn ack(&mut self, id: RefreshId, ok: bool) {
         let now = self.m.now;
-        self.sut.handle_persisted(id, if ok { Ok(()) } else { Err("disk full".to_owned()) }, now);
+        self.sut.handle_persisted(id, if ok { Ok(()) } else { Err("disk full".into()) }, now);
         self.m.persisted(id, ok);
     }
 

@@ -69,12 +69,13 @@
 //!
 //! What a fenced holder's new tokens become: the server answered its refresh, so they are live at the
 //! server, and the session keeps them in memory and uses them (the core's rule for a failed save: the old
-//! refresh token is spent), reporting the failed write to its callers (`RefreshError::Persist`). They are
-//! not stored: the store keeps the other holder's tokens. Its next renewal re-reads the store, finds the
-//! other holder's tokens and adopts them without sending anything. With ERP.net's one-time refresh
-//! tokens, only one of two refreshes with the same refresh token can succeed, so the other holder's write
-//! means either a new login (which wins) or a server that accepted both; either way the stored tokens
-//! are the ones to keep. When the lease is long enough (above), fencing only acts on stalled processes.
+//! refresh token is spent), reporting the failed write to its callers (`RefreshError::Persist`,
+//! retryable). They are not stored: the store keeps the other holder's tokens. Its next renewal re-reads
+//! the store, finds the other holder's tokens and adopts them without sending anything. With ERP.net's
+//! one-time refresh tokens, only one of two refreshes with the same refresh token can succeed, so the
+//! other holder's write means either a new login (which wins) or a server that accepted both; either way
+//! the stored tokens are the ones to keep. When the lease is long enough (above), fencing only acts on
+//! stalled processes.
 //!
 //! A save without the lock (a login driven by hand, a tool) replaces what is stored and bumps the
 //! generation, so any holder that read before it is fenced: a fresh login wins. (A session's login

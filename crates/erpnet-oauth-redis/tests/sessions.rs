@@ -278,8 +278,10 @@ fn a_holder_stalled_past_its_lease_cannot_overwrite_a_new_login() {
     // The server answered A, so A uses its new tokens in memory (the core's rule: the old refresh token
     // is spent), and its callers are told the write failed, with the store's reason.
     match a_result.as_ref().map_err(|e| &**e) {
-        Err(Error::Refresh(erpnet_oauth_core::RefreshError::Persist(reason))) => {
-            assert!(reason.contains("changed by another holder"), "{reason}")
+        Err(Error::Refresh(erpnet_oauth_core::RefreshError::Persist(failure))) => {
+            assert!(failure.reason.contains("changed by another holder"), "{failure:?}");
+            // Fenced: the next renewal adopts the stored tokens, so trying again is right.
+            assert!(failure.retryable, "{failure:?}");
         }
         other => panic!("A's save was fenced, and its call says so: {other:?}"),
     }
