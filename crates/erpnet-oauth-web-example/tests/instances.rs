@@ -5,10 +5,10 @@
 //! pending logins stay bounded and expire; one refresh for both instances after the expiry; tokens
 //! encrypted at rest; Redis unreachable is a 503 page, never a panic, and the service comes back with it.
 
-use erpnet_oauth_mock::{
-    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH,
-    LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
-};
+mod common;
+
+use common::{cookie_pair, location, mock_login, set_cookie};
+use erpnet_oauth_mock::{ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, MockConfig, MockErpNet};
 use erpnet_oauth_redis::test_util::{Persistence, RedisServer};
 use erpnet_oauth_web_example::{
     AppConfig, COOKIE, EncryptionKey, Options, PENDING_LOGIN_LIFETIME, RedisBackend, SessionBackend, WebApp,
@@ -103,20 +103,6 @@ async fn two_with(settings: Settings) -> Two {
     Two { redis, mock, a, b, agent }
 }
 
-fn location(r: &reqwest::Response) -> String {
-    r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap().to_owned()
-}
-
-fn set_cookie(r: &reqwest::Response) -> String {
-    r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap().to_owned()
-}
-
-fn cookie_pair(set_cookie: &str) -> String {
-    let pair = set_cookie.split(';').next().unwrap().to_owned();
-    assert!(pair.starts_with(&format!("{COOKIE}=")), "{set_cookie}");
-    pair
-}
-
 /// The session id in a `name=value` cookie.
 fn sid(cookie: &str) -> &str {
     cookie.split_once('=').unwrap().1
@@ -138,18 +124,7 @@ async fn start(t: &Two, instance: &str, cookie: Option<&str>) -> (String, String
 
 /// The mock's login form for `authorize`: the callback URL (on A, the redirect URI's instance).
 async fn fill(t: &Two, authorize: &str) -> String {
-    let page = t.agent.get(authorize).send().await.unwrap();
-    let rid = page.headers().get(LOGIN_REQUEST_HEADER).and_then(|v| v.to_str().ok()).unwrap().to_owned();
-    let r = t
-        .agent
-        .post(format!("{}{LOGIN_PATH}", t.mock.base_url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("request_id={rid}&username={DEMO_USER}&password={DEMO_PASSWORD}&button=login"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    let url = location(&r);
+    let url = mock_login(&t.agent, &t.mock.base_url(), authorize).await;
     assert!(url.starts_with(&format!("{}/signin-callback?", t.a)), "{url}");
     url
 }

@@ -2,10 +2,10 @@
 //! the session cookie's attributes, PKCE and state in the redirect, a pending login used once; and against
 //! hostile input: session fixation, pending logins bounded and expiring, hostile values escaped.
 
-use erpnet_oauth_mock::{
-    ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, Intercepted, LOGIN_PATH,
-    LOGIN_REQUEST_HEADER, MockConfig, MockErpNet,
-};
+mod common;
+
+use common::{cookie_pair, location, mock_login, set_cookie};
+use erpnet_oauth_mock::{ClockMode, DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, Intercepted, MockConfig, MockErpNet};
 use erpnet_oauth_web_example::{AppConfig, COOKIE, Options, PENDING_LOGIN_LIFETIME, WebApp};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -85,21 +85,6 @@ impl TestClock {
     }
 }
 
-fn location(r: &reqwest::Response) -> String {
-    r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap().to_owned()
-}
-
-fn set_cookie(r: &reqwest::Response) -> String {
-    r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap().to_owned()
-}
-
-/// The `name=value` part of a `Set-Cookie`.
-fn cookie_pair(set_cookie: &str) -> String {
-    let pair = set_cookie.split(';').next().unwrap().to_owned();
-    assert!(pair.starts_with(&format!("{COOKIE}=")), "{set_cookie}");
-    pair
-}
-
 /// A `name=value` cookie with the form of a session id, chosen by an attacker.
 fn forged_cookie() -> String {
     format!("{COOKIE}={}", "ab".repeat(32))
@@ -126,18 +111,7 @@ async fn start(s: &Setup, cookie: Option<&str>) -> (String, String) {
 
 /// Logs in on the mock's form for the authorization URL: returns the callback URL.
 async fn fill(s: &Setup, authorize: &str) -> String {
-    let page = s.agent.get(authorize).send().await.unwrap();
-    let rid = page.headers().get(LOGIN_REQUEST_HEADER).and_then(|v| v.to_str().ok()).unwrap().to_owned();
-    let r = s
-        .agent
-        .post(format!("{}{LOGIN_PATH}", s.mock.base_url()))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("request_id={rid}&username={DEMO_USER}&password={DEMO_PASSWORD}&button=login"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    location(&r)
+    mock_login(&s.agent, &s.mock.base_url(), authorize).await
 }
 
 /// GET /login, then the mock's form: returns the session cookie and the callback URL.

@@ -8,9 +8,11 @@
 //! (`TOKEN_ENCRYPTION_KEY_FILE`), whose content no message shows. With both, against a real
 //! redis-server with a password, the binary keeps the session and the encrypted tokens in Redis.
 
-use erpnet_oauth_mock::{DEMO_CLIENT_SECRET, DEMO_PASSWORD, DEMO_USER, LOGIN_PATH, LOGIN_REQUEST_HEADER};
+mod common;
+
+use common::{cookie_pair, location, mock_login, set_cookie};
+use erpnet_oauth_mock::DEMO_CLIENT_SECRET;
 use erpnet_oauth_redis::test_util::RedisServer;
-use erpnet_oauth_web_example::COOKIE;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -70,10 +72,6 @@ async fn serve(mut command: Command) -> Server {
     .unwrap()
 }
 
-fn location(r: &reqwest::Response) -> String {
-    r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap().to_owned()
-}
-
 /// Signs in as the demo user through the server: returns the callback's response.
 async fn log_in(server: &Server) -> reqwest::Response {
     let agent = reqwest::Client::builder()
@@ -84,22 +82,11 @@ async fn log_in(server: &Server) -> reqwest::Response {
         .unwrap();
     let r = agent.get(format!("{}/login", server.url)).send().await.unwrap();
     assert_eq!(r.status(), 303);
-    let cookie = r.headers().get("set-cookie").and_then(|v| v.to_str().ok()).unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    assert!(cookie.starts_with(&format!("{COOKIE}=")));
+    let cookie = cookie_pair(&set_cookie(&r));
     let authorize = location(&r);
     let mock = authorize.split("/id/connect/authorize").next().unwrap().to_owned();
-    let page = agent.get(&authorize).send().await.unwrap();
-    let rid = page.headers().get(LOGIN_REQUEST_HEADER).and_then(|v| v.to_str().ok()).unwrap().to_owned();
-    let r = agent
-        .post(format!("{mock}{LOGIN_PATH}"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("request_id={rid}&username={DEMO_USER}&password={DEMO_PASSWORD}&button=login"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
-    agent.get(location(&r)).header("cookie", cookie).send().await.unwrap()
+    let callback = mock_login(&agent, &mock, &authorize).await;
+    agent.get(callback).header("cookie", cookie).send().await.unwrap()
 }
 
 async fn assert_signs_in(server: &Server) {
